@@ -1,0 +1,16 @@
+//! Sans-IO wire types shared by the core crates (`switch`, `conntrack`, `nat`).
+//!
+//! Nothing here reads a clock or makes a syscall: time is a plain number that the
+//! I/O shell samples once per batch and passes in, and packet views are checked
+//! windows over bytes the caller owns (the smoltcp `wire` contract: once `new_checked`
+//! succeeds, no accessor panics).
+
+#![forbid(unsafe_code)]
+
+mod ethernet;
+mod mac;
+mod time;
+
+pub use ethernet::{EtherType, EthernetFrame, ETHERNET_HEADER_LEN, TruncatedFrame};
+pub use mac::{MacAddr, ParseMacError};
+pub use time::Instant;
