@@ -65,7 +65,10 @@ impl<'a> EthernetFrame<'a> {
 
     /// The EtherType of the outer header.
     pub fn ethertype(&self) -> EtherType {
-        EtherType(u16::from_be_bytes([self.bytes[field::ETHERTYPE.start], self.bytes[field::ETHERTYPE.start + 1]]))
+        EtherType(u16::from_be_bytes([
+            self.bytes[field::ETHERTYPE.start],
+            self.bytes[field::ETHERTYPE.start + 1],
+        ]))
     }
 
     /// Everything after the 14-byte header.
@@ -100,7 +103,10 @@ mod tests {
     #[test]
     fn rejects_runts() {
         for len in 0..ETHERNET_HEADER_LEN {
-            assert_eq!(EthernetFrame::new_checked(&[0u8; 14][..len]).unwrap_err(), TruncatedFrame);
+            assert_eq!(
+                EthernetFrame::new_checked(&[0u8; 14][..len]).unwrap_err(),
+                TruncatedFrame
+            );
         }
     }
 }

@@ -11,6 +11,6 @@ mod ethernet;
 mod mac;
 mod time;
 
-pub use ethernet::{EtherType, EthernetFrame, ETHERNET_HEADER_LEN, TruncatedFrame};
+pub use ethernet::{ETHERNET_HEADER_LEN, EtherType, EthernetFrame, TruncatedFrame};
 pub use mac::{MacAddr, ParseMacError};
 pub use time::Instant;

@@ -108,7 +108,13 @@ mod tests {
         let mac: MacAddr = "02:42:0A:00:00:02".parse().unwrap();
         assert_eq!(mac.0, [2, 0x42, 10, 0, 0, 2]);
         assert_eq!(mac.to_string(), "02:42:0a:00:00:02");
-        for bad in ["", "02:42:0a:00:00", "02:42:0a:00:00:02:03", "0g:00:00:00:00:00", "123:0:0:0:0:0"] {
+        for bad in [
+            "",
+            "02:42:0a:00:00",
+            "02:42:0a:00:00:02:03",
+            "0g:00:00:00:00:00",
+            "123:0:0:0:0:0",
+        ] {
             assert_eq!(bad.parse::<MacAddr>(), Err(ParseMacError), "{bad}");
         }
     }

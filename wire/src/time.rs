@@ -24,12 +24,16 @@ impl Instant {
 
     /// An instant `secs` seconds after the epoch.
     pub const fn from_secs(secs: u64) -> Self {
-        Self { nanos: secs.saturating_mul(1_000_000_000) }
+        Self {
+            nanos: secs.saturating_mul(1_000_000_000),
+        }
     }
 
     /// An instant `millis` milliseconds after the epoch.
     pub const fn from_millis(millis: u64) -> Self {
-        Self { nanos: millis.saturating_mul(1_000_000) }
+        Self {
+            nanos: millis.saturating_mul(1_000_000),
+        }
     }
 
     /// Nanoseconds since the epoch.
@@ -52,7 +56,9 @@ impl Add<Duration> for Instant {
 
     /// Saturates at the end of time rather than overflowing.
     fn add(self, rhs: Duration) -> Self {
-        Self { nanos: self.nanos.saturating_add(duration_nanos(rhs)) }
+        Self {
+            nanos: self.nanos.saturating_add(duration_nanos(rhs)),
+        }
     }
 }
 
@@ -61,13 +67,20 @@ impl Sub<Duration> for Instant {
 
     /// Saturates at the epoch rather than underflowing.
     fn sub(self, rhs: Duration) -> Self {
-        Self { nanos: self.nanos.saturating_sub(duration_nanos(rhs)) }
+        Self {
+            nanos: self.nanos.saturating_sub(duration_nanos(rhs)),
+        }
     }
 }
 
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:09}s", self.nanos / 1_000_000_000, self.nanos % 1_000_000_000)
+        write!(
+            f,
+            "{}.{:09}s",
+            self.nanos / 1_000_000_000,
+            self.nanos % 1_000_000_000
+        )
     }
 }
 
@@ -79,9 +92,18 @@ mod tests {
     fn arithmetic_saturates() {
         let t = Instant::from_secs(5);
         assert_eq!(t - Duration::from_secs(10), Instant::ZERO);
-        assert_eq!(Instant::from_nanos(u64::MAX) + Duration::from_secs(1), Instant::from_nanos(u64::MAX));
+        assert_eq!(
+            Instant::from_nanos(u64::MAX) + Duration::from_secs(1),
+            Instant::from_nanos(u64::MAX)
+        );
         assert_eq!((t + Duration::from_millis(1500)).as_nanos(), 6_500_000_000);
-        assert_eq!(t.saturating_duration_since(Instant::from_secs(7)), Duration::ZERO);
-        assert_eq!(Instant::from_secs(7).saturating_duration_since(t), Duration::from_secs(2));
+        assert_eq!(
+            t.saturating_duration_since(Instant::from_secs(7)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            Instant::from_secs(7).saturating_duration_since(t),
+            Duration::from_secs(2)
+        );
     }
 }
