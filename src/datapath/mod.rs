@@ -1,77 +1,292 @@
 //! The datapath: one thread that moves batches of frames between the ports and the
 //! sans-IO switch, on io_uring or, where that is unavailable, epoll.
-//! (API skeleton: to be filled in.)
+//!
+//! Layers:
+//! - [`pipeline`]: the switch, the port table, shell-side counters, command handling.
+//!   Backend-independent and `Send`; one per thread.
+//! - [`uring`] / [`epoll`]: the I/O mechanics of one pipeline thread.
+//! - [`Datapath`] (here): the handle the control plane holds. Every call is a command
+//!   sent over a channel to the datapath thread, plus a wake-up through an eventfd the
+//!   thread always listens to, and a reply channel.
+//!
+//! Today there is one pipeline thread. The shape allows one per core later: each
+//! pipeline owns its ring (or epoll set), its own subset of port queues (multi-queue
+//! TAPs, AF_PACKET fanout members) and its own switch replica; the handle would fan
+//! commands out to all of them.
 
-use std::os::fd::OwnedFd;
+mod epoll;
+mod pipeline;
+mod uring;
 
-use tapnet_switch::{DropReason, MacEntry, NetworkConfig, NetworkId, PortCounters, PortId, PortRole, SwitchConfig};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{Context, anyhow};
+use crossbeam_channel::{Receiver, Sender};
+use rustix::event::{EventfdFlags, eventfd};
+use tapnet_switch::{
+    DropReason, MacEntry, NetworkConfig, NetworkId, PortCounters, PortId, PortRole, SwitchConfig,
+};
+
+use pipeline::{Command, Reply};
 
 /// Which I/O backend to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum BackendChoice {
+pub(crate) enum BackendChoice {
     /// io_uring if the kernel allows it, else epoll.
     #[default]
     Auto,
+    /// io_uring, or fail.
     Uring,
+    /// epoll.
     Epoll,
 }
 
 /// A port's file descriptor (non-blocking; one read or write is one whole frame).
 #[derive(Debug)]
-pub enum PortIo {
+pub(crate) enum PortIo {
     /// A TAP device opened with IFF_TAP | IFF_NO_PI.
     Tap(OwnedFd),
     /// An AF_PACKET socket bound to one interface, ignoring outgoing packets.
     Packet(OwnedFd),
 }
 
+impl PortIo {
+    fn into_fd(self) -> OwnedFd {
+        match self {
+            Self::Tap(fd) | Self::Packet(fd) => fd,
+        }
+    }
+}
+
 /// Counters of one port: the switch's, plus what only the shell sees.
 #[derive(Clone, Debug, Default)]
-pub struct PortStats {
-    pub port: Option<PortId>,
-    pub switch: PortCounters,
+pub(crate) struct PortStats {
+    pub(crate) port: Option<PortId>,
+    pub(crate) switch: PortCounters,
     /// Reads that failed (other than EAGAIN).
-    pub rx_errors: u64,
+    pub(crate) rx_errors: u64,
     /// Writes that failed or could not be queued.
-    pub tx_errors: u64,
+    pub(crate) tx_errors: u64,
     /// Drops on ingress at this port, by reason.
-    pub drops: Vec<(DropReason, u64)>,
+    pub(crate) drops: Vec<(DropReason, u64)>,
+}
+
+/// The non-zero per-reason ingress drops of a port.
+fn drops_of(counters: &PortCounters) -> Vec<(DropReason, u64)> {
+    counters.drops_by_reason().filter(|&(_, n)| n > 0).collect()
+}
+
+/// Frames in flight (reads queued) per port on io_uring; each holds one receive buffer.
+pub(crate) const RX_SLOTS_PER_PORT: usize = 8;
+/// Receive buffer size: a 65535-byte payload plus Ethernet and VLAN headers, rounded up.
+pub(crate) const RX_BUF_LEN: usize = 65536 + 128;
+/// Frames read from one port per epoll round before moving on (fairness).
+pub(crate) const EPOLL_RX_BUDGET: usize = 64;
+
+/// Knobs for tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Tuning {
+    /// io_uring: read with `RWF_NOWAIT`, so idle ports complete reads with `-EAGAIN`
+    /// and go through the poll-then-retry path (which older kernels take for
+    /// O_NONBLOCK fds).
+    pub(crate) uring_rx_nowait: bool,
 }
 
 /// Handle to the running datapath thread. Every call is a round trip to that thread.
 #[derive(Debug)]
-pub struct Datapath {}
+pub(crate) struct Datapath {
+    commands: Sender<Command>,
+    wake: Arc<OwnedFd>,
+    thread: Option<JoinHandle<()>>,
+    backend: &'static str,
+}
 
 impl Datapath {
     /// Starts the datapath thread; logs which backend it uses.
-    pub fn spawn(_choice: BackendChoice, _config: SwitchConfig) -> anyhow::Result<Self> {
-        todo!()
+    pub(crate) fn spawn(choice: BackendChoice, config: SwitchConfig) -> anyhow::Result<Self> {
+        Self::spawn_tuned(choice, config, Tuning::default())
     }
+
+    pub(crate) fn spawn_tuned(
+        choice: BackendChoice,
+        config: SwitchConfig,
+        tuning: Tuning,
+    ) -> anyhow::Result<Self> {
+        let wake = Arc::new(
+            eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+                .context("create the datapath's eventfd")?,
+        );
+        let (commands, rx) = crossbeam_channel::unbounded();
+        let (started_tx, started_rx) = crossbeam_channel::bounded(1);
+        let thread_wake = Arc::clone(&wake);
+        let thread = std::thread::Builder::new()
+            .name("tapnet-datapath".into())
+            .spawn(move || run(choice, config, tuning, &thread_wake, &rx, &started_tx))
+            .context("spawn the datapath thread")?;
+        match started_rx.recv() {
+            Ok(Ok(backend)) => Ok(Self {
+                commands,
+                wake,
+                thread: Some(thread),
+                backend,
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(anyhow!("the datapath thread exited during startup"))
+            }
+        }
+    }
+
     /// "io_uring" or "epoll".
-    pub fn backend_name(&self) -> &'static str {
-        todo!()
+    pub(crate) fn backend_name(&self) -> &'static str {
+        self.backend
     }
-    pub fn add_network(&self, _net: NetworkId, _config: NetworkConfig) -> anyhow::Result<()> {
-        todo!()
+
+    /// Sends a command built around a fresh reply channel and waits for the answer.
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> anyhow::Result<T> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.commands
+            .send(make(tx))
+            .map_err(|_| anyhow!("the datapath thread has exited"))?;
+        wake(self.wake.as_fd());
+        rx.recv()
+            .map_err(|_| anyhow!("the datapath thread exited without answering"))?
     }
-    pub fn remove_network(&self, _net: NetworkId) -> anyhow::Result<()> {
-        todo!()
+
+    pub(crate) fn add_network(&self, net: NetworkId, config: NetworkConfig) -> anyhow::Result<()> {
+        self.call(|r| Command::AddNetwork(net, config, r))
     }
-    pub fn add_port(&self, _port: PortId, _net: NetworkId, _role: PortRole, _io: PortIo) -> anyhow::Result<()> {
-        todo!()
+
+    pub(crate) fn remove_network(&self, net: NetworkId) -> anyhow::Result<()> {
+        self.call(|r| Command::RemoveNetwork(net, r))
     }
+
+    pub(crate) fn add_port(
+        &self,
+        port: PortId,
+        net: NetworkId,
+        role: PortRole,
+        io: PortIo,
+    ) -> anyhow::Result<()> {
+        self.call(|reply| Command::AddPort {
+            port,
+            net,
+            role,
+            io,
+            reply,
+        })
+    }
+
     /// Returns once the datapath no longer touches the port's fd; the fd is returned.
-    pub fn remove_port(&self, _port: PortId) -> anyhow::Result<OwnedFd> {
-        todo!()
+    pub(crate) fn remove_port(&self, port: PortId) -> anyhow::Result<OwnedFd> {
+        self.call(|r| Command::RemovePort(port, r))
     }
-    pub fn macs(&self, _net: NetworkId) -> anyhow::Result<Vec<MacEntry>> {
-        todo!()
+
+    pub(crate) fn macs(&self, net: NetworkId) -> anyhow::Result<Vec<MacEntry>> {
+        self.call(|r| Command::Macs(net, r))
     }
-    pub fn stats(&self) -> anyhow::Result<Vec<PortStats>> {
-        todo!()
+
+    /// Counters of every attached port, sorted by port.
+    pub(crate) fn stats(&self) -> anyhow::Result<Vec<PortStats>> {
+        self.call(Command::Stats)
     }
+
     /// Stops the thread; every port fd is closed when this returns.
-    pub fn shutdown(self) -> anyhow::Result<()> {
-        todo!()
+    pub(crate) fn shutdown(mut self) -> anyhow::Result<()> {
+        let res = self.call(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| anyhow!("the datapath thread panicked"))?;
+        }
+        res
     }
 }
+
+impl Drop for Datapath {
+    /// Dropping without `shutdown` still stops the thread (and closes the port fds).
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let (tx, _rx) = crossbeam_channel::bounded(1);
+            if self.commands.send(Command::Shutdown(tx)).is_ok() {
+                wake(self.wake.as_fd());
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Makes the eventfd readable (the datapath thread polls it).
+fn wake(fd: std::os::fd::BorrowedFd<'_>) {
+    // EAGAIN means the counter is saturated: the thread is already due to wake.
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+/// Reads the eventfd's counter to zero (it is non-blocking).
+pub(crate) fn drain_wake(fd: std::os::fd::BorrowedFd<'_>) {
+    let mut buf = [0u8; 8];
+    let _ = rustix::io::read(fd, &mut buf);
+}
+
+/// The datapath thread: picks the backend, reports it, runs until shutdown.
+fn run(
+    choice: BackendChoice,
+    config: SwitchConfig,
+    tuning: Tuning,
+    wake: &Arc<OwnedFd>,
+    commands: &Receiver<Command>,
+    started: &Sender<anyhow::Result<&'static str>>,
+) {
+    let wake_fd = match wake.try_clone() {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = started.send(Err(anyhow!("duplicate the datapath's eventfd: {e}")));
+            return;
+        }
+    };
+    if choice != BackendChoice::Epoll {
+        // The ring is created on this thread: with IORING_SETUP_SINGLE_ISSUER only the
+        // creating task may submit.
+        match uring::UringLoop::new(config.clone(), wake_fd, tuning) {
+            Ok(mut lp) => {
+                tracing::info!("datapath: io_uring");
+                let _ = started.send(Ok("io_uring"));
+                lp.run(commands);
+                return;
+            }
+            Err(e) if choice == BackendChoice::Uring => {
+                let _ = started.send(Err(anyhow!("io_uring unavailable: {e}")));
+                return;
+            }
+            Err(e) => {
+                tracing::info!("datapath: epoll (io_uring unavailable: {e})");
+            }
+        }
+    } else {
+        tracing::info!("datapath: epoll (chosen)");
+    }
+    let wake_fd = match wake.try_clone() {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = started.send(Err(anyhow!("duplicate the datapath's eventfd: {e}")));
+            return;
+        }
+    };
+    match epoll::EpollLoop::new(config, wake_fd) {
+        Ok(mut lp) => {
+            let _ = started.send(Ok("epoll"));
+            lp.run(commands);
+        }
+        Err(e) => {
+            let _ = started.send(Err(e.context("set up the epoll datapath")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! The epoll backend, for systems where io_uring is disabled (container seccomp
+//! profiles, `kernel.io_uring_disabled`): I/O mechanics of one pipeline thread.
+//!
+//! Level-triggered readiness on every port fd and on the wake-up eventfd. A readable
+//! port is read until EAGAIN, but at most [`EPOLL_RX_BUDGET`] frames per round so one
+//! busy port cannot starve the others (level triggering brings it back next round).
+//! Each frame goes through the switch and is written at once to each egress port with
+//! a non-blocking `write(2)`; EAGAIN or any error drops it and counts `tx_errors`.
+//! One receive buffer serves the whole thread, since frames are handled one by one.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use anyhow::Context;
+use crossbeam_channel::Receiver;
+use rustix::buffer::spare_capacity;
+use rustix::event::{Timespec, epoll};
+use rustix::io::Errno;
+use tapnet_switch::{PortId, SwitchConfig};
+use tapnet_wire::Instant;
+
+use super::pipeline::{Command, Egress, Flow, Pipeline, PortBackend, Reply};
+use super::{EPOLL_RX_BUDGET, PortIo, RX_BUF_LEN};
+use crate::sys::uring::monotonic_now;
+
+/// The epoll user data of the wake-up eventfd (ports use their generation and id).
+const WAKE: u64 = u64::MAX;
+/// Readiness events taken per `epoll_wait`.
+const EVENTS: usize = 256;
+
+fn token(port: PortId, gen_: u32) -> u64 {
+    (u64::from(gen_) << 32) | u64::from(port.0)
+}
+
+/// A port's epoll state.
+#[derive(Debug)]
+pub(crate) struct EpollPort {
+    fd: OwnedFd,
+    gen_: u32,
+    /// A read failed for good; the fd is no longer in the epoll set.
+    stopped: bool,
+}
+
+/// The I/O side of the loop.
+#[derive(Debug)]
+struct Io {
+    epoll: OwnedFd,
+    next_gen: u32,
+}
+
+impl PortBackend for Io {
+    type Port = EpollPort;
+
+    fn attach(&mut self, port: PortId, io: PortIo) -> anyhow::Result<EpollPort> {
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let fd = io.into_fd();
+        epoll::add(
+            &self.epoll,
+            &fd,
+            epoll::EventData::new_u64(token(port, self.next_gen)),
+            epoll::EventFlags::IN,
+        )
+        .with_context(|| format!("add port {port:?} to the epoll set"))?;
+        Ok(EpollPort {
+            fd,
+            gen_: self.next_gen,
+            stopped: false,
+        })
+    }
+
+    fn detach(&mut self, _port: PortId, state: EpollPort, reply: Reply<OwnedFd>) {
+        if !state.stopped {
+            let _ = epoll::delete(&self.epoll, &state.fd);
+        }
+        let _ = reply.send(Ok(state.fd));
+    }
+}
+
+/// One epoll pipeline thread.
+pub(crate) struct EpollLoop {
+    pipeline: Pipeline<EpollPort>,
+    io: Io,
+    wake: OwnedFd,
+    rx_buf: Box<[u8]>,
+    egress: Egress,
+    events: Vec<epoll::Event>,
+    shutdown: Option<Reply<()>>,
+}
+
+impl std::fmt::Debug for EpollLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpollLoop")
+            .field("pipeline", &self.pipeline)
+            .field("io", &self.io)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EpollLoop {
+    pub(crate) fn new(config: SwitchConfig, wake: OwnedFd) -> anyhow::Result<Self> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).context("epoll_create")?;
+        epoll::add(
+            &epoll,
+            &wake,
+            epoll::EventData::new_u64(WAKE),
+            epoll::EventFlags::IN,
+        )
+        .context("add the eventfd to the epoll set")?;
+        Ok(Self {
+            pipeline: Pipeline::new(config),
+            io: Io { epoll, next_gen: 0 },
+            wake,
+            rx_buf: vec![0u8; RX_BUF_LEN].into_boxed_slice(),
+            egress: Egress::default(),
+            events: Vec::with_capacity(EVENTS),
+            shutdown: None,
+        })
+    }
+
+    pub(crate) fn run(&mut self, commands: &Receiver<Command>) {
+        let mut now = monotonic_now();
+        self.handle_commands(now, commands);
+        while self.shutdown.is_none() {
+            let timeout = self
+                .pipeline
+                .poll_timeout()
+                .map(|t| timespec(t.saturating_duration_since(now)));
+            self.events.clear();
+            match epoll::wait(
+                &self.io.epoll,
+                spare_capacity(&mut self.events),
+                timeout.as_ref(),
+            ) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => {
+                    tracing::error!("datapath: epoll_wait failed: {e}; stopping");
+                    break;
+                }
+            }
+            now = monotonic_now();
+            for i in 0..self.events.len() {
+                let data = self.events[i].data.u64();
+                if data == WAKE {
+                    super::drain_wake(self.wake.as_fd());
+                    self.handle_commands(now, commands);
+                } else {
+                    self.read_port(now, data);
+                }
+            }
+            self.pipeline.handle_timeout(now);
+        }
+        // Close every port fd, then answer.
+        drop(self.pipeline.take_ports());
+        if let Some(reply) = self.shutdown.take() {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    fn handle_commands(&mut self, now: Instant, commands: &Receiver<Command>) {
+        while self.shutdown.is_none() {
+            let Ok(cmd) = commands.try_recv() else { break };
+            if let Flow::Shutdown(reply) = self.pipeline.handle_command(now, cmd, &mut self.io) {
+                self.shutdown = Some(reply);
+            }
+        }
+    }
+
+    /// Reads up to the budget of frames from a readable port and forwards each.
+    fn read_port(&mut self, now: Instant, token: u64) {
+        let port = PortId(u32::try_from(token & 0xffff_ffff).unwrap_or(u32::MAX));
+        let gen_ = u32::try_from(token >> 32).unwrap_or(u32::MAX);
+        for _ in 0..EPOLL_RX_BUDGET {
+            // The port may have been removed by a command earlier in this batch.
+            let Some(entry) = self.pipeline.port(port) else {
+                return;
+            };
+            if entry.io.gen_ != gen_ || entry.io.stopped {
+                return;
+            }
+            let len = match rustix::io::read(&entry.io.fd, &mut self.rx_buf[..]) {
+                Ok(0) => {
+                    self.stop_port(port, 0);
+                    return;
+                }
+                Ok(n) => n,
+                Err(Errno::AGAIN) => return,
+                Err(Errno::INTR) => continue,
+                Err(e) => {
+                    self.stop_port(port, e.raw_os_error());
+                    return;
+                }
+            };
+            let frame = &self.rx_buf[..len];
+            self.pipeline.handle_rx(now, port, frame, &mut self.egress);
+            for &out in self.egress.ports() {
+                let Some(target) = self.pipeline.port(out) else {
+                    continue;
+                };
+                match rustix::io::write(&target.io.fd, frame) {
+                    Ok(_) => {}
+                    Err(e) => self.pipeline.count_tx_error(out, e.raw_os_error()),
+                }
+            }
+        }
+    }
+
+    /// A read failed for good (or hit end of file): count, log, stop watching the fd.
+    fn stop_port(&mut self, port: PortId, errno: i32) {
+        self.pipeline.count_rx_error(port, errno);
+        if let Some(entry) = self.pipeline.port_mut(port) {
+            entry.io.stopped = true;
+            let _ = epoll::delete(&self.io.epoll, &entry.io.fd);
+        }
+    }
+}
+
+fn timespec(d: Duration) -> Timespec {
+    Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
