@@ -2,9 +2,10 @@
 //! system calls the shell needs. Every `unsafe` block carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
-pub mod fdpass;
-pub mod netlink;
-pub mod netns;
-pub mod packet;
-pub mod tap;
+pub(crate) mod ethtool;
+pub(crate) mod fdpass;
+pub(crate) mod netlink;
+pub(crate) mod netns;
+pub(crate) mod packet;
+pub(crate) mod tap;
 pub mod uring;

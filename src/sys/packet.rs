@@ -1,1 +1,61 @@
-//! (to be written)
+//! AF_PACKET sockets bound to one interface: how the datapath reads and writes the host
+//! end of a veth pair. One `recv` returns one whole Ethernet frame; one `send` transmits
+//! one.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+/// `ETH_P_ALL` from `linux/if_ether.h`: every protocol.
+const ETH_P_ALL: u16 = 0x0003;
+/// `SOL_PACKET` and `PACKET_IGNORE_OUTGOING` from `linux/socket.h`, `linux/if_packet.h`.
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+/// Opens a raw AF_PACKET socket (non-blocking, close-on-exec) that receives every frame
+/// arriving on the interface `ifindex` and none that this host sends on it
+/// (`PACKET_IGNORE_OUTGOING`, so the switch does not hear its own transmits).
+pub(crate) fn open_bound(ifindex: u32) -> io::Result<OwnedFd> {
+    // Protocol 0: the socket receives nothing until `bind` names a protocol and an
+    // interface, so no frame from another interface slips in before that.
+    let fd = rustix::net::socket_with(
+        AddressFamily::PACKET,
+        SocketType::RAW,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local int.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            (&raw const one).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let ifindex = i32::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+    // SAFETY: `sockaddr_ll` is plain old data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = ETH_P_ALL.to_be();
+    addr.sll_ifindex = ifindex;
+    // SAFETY: bind reads `size_of::<sockaddr_ll>()` bytes from `addr`, a live local of
+    // exactly that type.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
