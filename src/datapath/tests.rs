@@ -437,3 +437,63 @@ fn auto_picks_a_backend_and_drop_stops_the_thread() {
     let mut buf = [0u8; 8];
     assert_eq!(rustix::io::read(&a, &mut buf), Ok(0));
 }
+
+/// Rough throughput of one pipeline thread (not a benchmark of record: seqpacket
+/// sockets and the test's own threads share the two cores). Run with
+/// `cargo test --release --bin tapnet datapath::tests::throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, not a check"]
+fn throughput() {
+    const N: usize = 200_000;
+    for (name, choice, tuning) in backends() {
+        let dp = spawn(choice, tuning, SwitchConfig::default());
+        dp.add_network(NET1, NetworkConfig::default()).unwrap();
+        let a = attach(&dp, 1, NET1);
+        let b = attach(&dp, 2, NET1);
+        send(&b, &frame(mac(2), BCAST, 0));
+        recv(&a);
+        let f = frame(mac(1), mac(2), 1);
+        let start = StdInstant::now();
+        let received = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut sent = 0;
+                while sent < N {
+                    match rustix::io::write(&a, &f) {
+                        Ok(_) => sent += 1,
+                        Err(Errno::AGAIN) => {
+                            let mut fds = [PollFd::new(&a, PollFlags::OUT)];
+                            let _ = poll(&mut fds, None);
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            });
+            let (mut got, mut buf) = (0, vec![0u8; 2048]);
+            let idle = Timespec {
+                tv_sec: 0,
+                tv_nsec: 500_000_000,
+            };
+            while got < N {
+                match rustix::io::read(&b, &mut buf) {
+                    Ok(_) => got += 1,
+                    Err(Errno::AGAIN) => {
+                        let mut fds = [PollFd::new(&b, PollFlags::IN)];
+                        if poll(&mut fds, Some(&idle)) == Ok(0) {
+                            break;
+                        }
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            got
+        });
+        let secs = start.elapsed().as_secs_f64();
+        let s = stats_of(&dp, 2);
+        eprintln!(
+            "{name}: {received}/{N} frames in {secs:.2}s = {:.0} kframes/s (tx_errors {})",
+            received as f64 / secs / 1000.0,
+            s.tx_errors
+        );
+        dp.shutdown().unwrap();
+    }
+}
