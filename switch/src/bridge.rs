@@ -32,11 +32,15 @@ use crate::{Instant, MacAddr};
 /// Identifies a port (one attachment of a container, the gateway/router, or an uplink).
 /// Chosen by the shell; dense small numbers are cheapest (ids below 65536 index a table
 /// directly, larger ones go through a hash map).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct PortId(pub u32);
 
 /// Identifies a network: an isolated L2 segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct NetworkId(pub u32);
 
 /// What sits behind a port. The ICC rule only concerns `Container` to `Container`.
@@ -62,7 +66,10 @@ pub struct SwitchConfig {
 
 impl Default for SwitchConfig {
     fn default() -> Self {
-        Self { mac_capacity: 16 * 1024, ageing_time: Duration::from_secs(300) }
+        Self {
+            mac_capacity: 16 * 1024,
+            ageing_time: Duration::from_secs(300),
+        }
     }
 }
 
@@ -81,7 +88,10 @@ impl NetworkConfig {
 
     /// ICC on and `max_frame_len` sized for `mtu` (header and one VLAN tag added).
     pub const fn with_mtu(mtu: usize) -> Self {
-        Self { icc: true, max_frame_len: mtu.saturating_add(Self::FRAME_OVERHEAD) }
+        Self {
+            icc: true,
+            max_frame_len: mtu.saturating_add(Self::FRAME_OVERHEAD),
+        }
     }
 }
 
@@ -249,7 +259,11 @@ impl Switch {
     // ---------------------------------------------------------------------------------
 
     /// Creates an empty network.
-    pub fn add_network(&mut self, net: NetworkId, config: NetworkConfig) -> Result<(), ConfigError> {
+    pub fn add_network(
+        &mut self,
+        net: NetworkId,
+        config: NetworkConfig,
+    ) -> Result<(), ConfigError> {
         if self.network_index.contains_key(&net) {
             return Err(ConfigError::NetworkExists(net));
         }
@@ -262,7 +276,11 @@ impl Switch {
             None => return Err(ConfigError::TooManyNetworks),
         };
         let slot16 = u16::try_from(slot).map_err(|_| ConfigError::TooManyNetworks)?;
-        self.networks[slot] = Some(Network { id: net, config, ports: Vec::new() });
+        self.networks[slot] = Some(Network {
+            id: net,
+            config,
+            ports: Vec::new(),
+        });
         self.network_index.insert(net, slot16);
         Ok(())
     }
@@ -270,7 +288,9 @@ impl Switch {
     /// Removes a network that has no ports left.
     pub fn remove_network(&mut self, net: NetworkId) -> Result<(), ConfigError> {
         let slot = self.network_slot(net)?;
-        let in_use = self.networks[usize::from(slot)].as_ref().is_some_and(|n| !n.ports.is_empty());
+        let in_use = self.networks[usize::from(slot)]
+            .as_ref()
+            .is_some_and(|n| !n.ports.is_empty());
         if in_use {
             return Err(ConfigError::NetworkInUse(net));
         }
@@ -284,7 +304,11 @@ impl Switch {
 
     /// Changes a network's options (ICC, maximum frame length) and recomputes the flood
     /// lists of its ports. Learned addresses are kept.
-    pub fn update_network(&mut self, net: NetworkId, config: NetworkConfig) -> Result<(), ConfigError> {
+    pub fn update_network(
+        &mut self,
+        net: NetworkId,
+        config: NetworkConfig,
+    ) -> Result<(), ConfigError> {
         let slot = self.network_slot(net)?;
         let Some(network) = self.networks[usize::from(slot)].as_mut() else {
             return Err(ConfigError::UnknownNetwork(net));
@@ -297,11 +321,18 @@ impl Switch {
     /// The options of a network.
     pub fn network_config(&self, net: NetworkId) -> Option<&NetworkConfig> {
         let slot = self.network_index.get(&net)?;
-        self.networks[usize::from(*slot)].as_ref().map(|n| &n.config)
+        self.networks[usize::from(*slot)]
+            .as_ref()
+            .map(|n| &n.config)
     }
 
     /// Attaches a port to a network, with fresh counters.
-    pub fn add_port(&mut self, port: PortId, net: NetworkId, role: PortRole) -> Result<(), ConfigError> {
+    pub fn add_port(
+        &mut self,
+        port: PortId,
+        net: NetworkId,
+        role: PortRole,
+    ) -> Result<(), ConfigError> {
         if self.slot_of(port).is_some() {
             return Err(ConfigError::PortExists(port));
         }
@@ -378,12 +409,16 @@ impl Switch {
 
     /// The counters of an attached port.
     pub fn port_counters(&self, port: PortId) -> Option<PortCounters> {
-        self.slot_of(port).map(|slot| self.port_stats[slot as usize])
+        self.slot_of(port)
+            .map(|slot| self.port_stats[slot as usize])
     }
 
     /// Switch-wide counters.
     pub fn counters(&self) -> SwitchCounters {
-        SwitchCounters { aged_out: self.table.aged_out(), ..self.counters }
+        SwitchCounters {
+            aged_out: self.table.aged_out(),
+            ..self.counters
+        }
     }
 
     /// Switch-wide drops by reason (a shortcut for `counters().drops`).
@@ -406,14 +441,21 @@ impl Switch {
         let mut entries: Vec<MacEntry> = self
             .table
             .entries(slot, now)
-            .map(|(mac, e)| MacEntry { mac, port: e.port, age: now.saturating_duration_since(e.last_seen) })
+            .map(|(mac, e)| MacEntry {
+                mac,
+                port: e.port,
+                age: now.saturating_duration_since(e.last_seen),
+            })
             .collect();
         entries.sort_unstable_by_key(|e| e.mac);
         entries
     }
 
     fn network_slot(&self, net: NetworkId) -> Result<u16, ConfigError> {
-        self.network_index.get(&net).copied().ok_or(ConfigError::UnknownNetwork(net))
+        self.network_index
+            .get(&net)
+            .copied()
+            .ok_or(ConfigError::UnknownNetwork(net))
     }
 
     #[inline]
@@ -438,7 +480,9 @@ impl Switch {
         for &(slot, id, role) in &members {
             let egress = members.iter().filter(|&&(other_slot, _, other_role)| {
                 other_slot != slot
-                    && (config.icc || role != PortRole::Container || other_role != PortRole::Container)
+                    && (config.icc
+                        || role != PortRole::Container
+                        || other_role != PortRole::Container)
             });
             let flood_ids: Vec<PortId> = egress.clone().map(|&(_, other, _)| other).collect();
             let flood_slots: Vec<u32> = egress.map(|&(other_slot, _, _)| other_slot).collect();
@@ -462,7 +506,11 @@ impl Switch {
         let slot = match self.port_index.get(port.0 as usize) {
             Some(&slot) => slot,
             None if port.0 < DIRECT_PORT_IDS || self.port_index_overflow.is_empty() => NO_SLOT,
-            None => self.port_index_overflow.get(&port.0).copied().unwrap_or(NO_SLOT),
+            None => self
+                .port_index_overflow
+                .get(&port.0)
+                .copied()
+                .unwrap_or(NO_SLOT),
         };
         (slot != NO_SLOT).then_some(slot)
     }
@@ -522,7 +570,8 @@ impl Switch {
         let Some(port) = self.port(slot) else {
             return Decision::Drop(DropReason::UnknownPort);
         };
-        let (id, net, role, icc, max_frame_len) = (port.id, port.net, port.role, port.icc, port.max_frame_len);
+        let (id, net, role, icc, max_frame_len) =
+            (port.id, port.net, port.role, port.icc, port.max_frame_len);
 
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return Decision::Drop(DropReason::Runt);
@@ -540,8 +589,12 @@ impl Switch {
         match self.table.learn(MacKey::new(net, src), id, slot, now) {
             Learned::Refreshed | Learned::Disabled => {}
             Learned::New => self.counters.learned = self.counters.learned.wrapping_add(1),
-            Learned::Moved => self.counters.station_moves = self.counters.station_moves.wrapping_add(1),
-            Learned::TableFull => self.counters.learn_table_full = self.counters.learn_table_full.wrapping_add(1),
+            Learned::Moved => {
+                self.counters.station_moves = self.counters.station_moves.wrapping_add(1)
+            }
+            Learned::TableFull => {
+                self.counters.learn_table_full = self.counters.learn_table_full.wrapping_add(1)
+            }
         }
 
         let dst = eth.destination();
@@ -566,7 +619,10 @@ impl Switch {
                 return Decision::Drop(DropReason::IccDisabled);
             }
         }
-        Decision::Forward { slot: egress.0, port: egress.1 }
+        Decision::Forward {
+            slot: egress.0,
+            port: egress.1,
+        }
     }
 
     /// Sweeps expired MAC entries if a sweep is due. Cheap to call more often than

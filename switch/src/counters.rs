@@ -98,7 +98,9 @@ impl DropCounters {
 
     /// `(reason, count)` for every reason, zeros included, in [`DropReason::ALL`] order.
     pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
-        DropReason::ALL.iter().map(|&reason| (reason, self.get(reason)))
+        DropReason::ALL
+            .iter()
+            .map(|&reason| (reason, self.get(reason)))
     }
 
     /// Frames dropped for any reason.
@@ -217,7 +219,11 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
-        assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+        assert!(
+            names
+                .iter()
+                .all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        );
         assert_eq!(DropReason::IccDisabled.to_string(), "icc_disabled");
     }
 
@@ -232,6 +238,9 @@ mod tests {
         assert_eq!(drops.get(DropReason::Oversized), 0);
         assert_eq!(drops.total(), 3);
         assert_eq!(drops.iter().count(), DropReason::COUNT);
-        assert_eq!(drops.iter().find(|&(r, _)| r == DropReason::Runt), Some((DropReason::Runt, 2)));
+        assert_eq!(
+            drops.iter().find(|&(r, _)| r == DropReason::Runt),
+            Some((DropReason::Runt, 2))
+        );
     }
 }

@@ -20,10 +20,11 @@
 
 use core::time::Duration;
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use crate::{
-    ConfigError, DropReason, Instant, MacAddr, NetworkConfig, NetworkId, PortId, PortRole, Switch, SwitchConfig,
-    Verdict,
+    ConfigError, DropReason, Instant, MacAddr, NetworkConfig, NetworkId, PortId, PortRole, Switch,
+    SwitchConfig, Verdict,
 };
 
 /// A verdict with the flood list copied out, so the switch can be inspected afterwards.
@@ -61,17 +62,23 @@ pub struct CheckedSwitch {
 impl CheckedSwitch {
     /// A new, empty switch.
     pub fn new(config: SwitchConfig) -> Self {
-        Self { switch: Switch::new(config.clone()), config, networks: BTreeMap::new(), ports: BTreeMap::new() }
+        Self {
+            switch: Switch::new(config.clone()),
+            config,
+            networks: BTreeMap::new(),
+            ports: BTreeMap::new(),
+        }
     }
 
     /// `add_network`, checked against the model.
     pub fn add_network(&mut self, net: NetworkId, config: NetworkConfig) {
         let result = self.switch.add_network(net, config.clone());
-        if self.networks.contains_key(&net) {
-            assert_eq!(result, Err(ConfigError::NetworkExists(net)));
-        } else {
-            assert_eq!(result, Ok(()));
-            self.networks.insert(net, config);
+        match self.networks.entry(net) {
+            Entry::Occupied(_) => assert_eq!(result, Err(ConfigError::NetworkExists(net))),
+            Entry::Vacant(slot) => {
+                assert_eq!(result, Ok(()));
+                slot.insert(config);
+            }
         }
     }
 
@@ -121,7 +128,10 @@ impl CheckedSwitch {
         if let Some((net, _)) = self.ports.remove(&port) {
             assert_eq!(result, Ok(()));
             assert!(
-                self.switch.mac_entries(net, now).iter().all(|e| e.port != port),
+                self.switch
+                    .mac_entries(net, now)
+                    .iter()
+                    .all(|e| e.port != port),
                 "entries learned on a removed port are forgotten"
             );
         } else {
@@ -140,7 +150,9 @@ impl CheckedSwitch {
         self.ports
             .iter()
             .filter(|&(&p, &(n, r))| {
-                p != ingress && n == net && (icc || role != PortRole::Container || r != PortRole::Container)
+                p != ingress
+                    && n == net
+                    && (icc || role != PortRole::Container || r != PortRole::Container)
             })
             .map(|(&p, _)| p)
             .collect()
@@ -159,7 +171,10 @@ impl CheckedSwitch {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.switch.handle_timeout(now);
         if let Some(due) = self.switch.poll_timeout() {
-            assert!(due > now || self.config.ageing_time < Duration::from_millis(10), "{due} <= {now}");
+            assert!(
+                due > now || self.config.ageing_time < Duration::from_millis(10),
+                "{due} <= {now}"
+            );
         }
         self.check_table(now);
     }
@@ -167,16 +182,30 @@ impl CheckedSwitch {
     /// Checks the MAC table through `mac_entries` and `mac_count`.
     pub fn check_table(&self, now: Instant) {
         let count = self.switch.mac_count();
-        assert!(count <= self.config.mac_capacity, "{count} entries > capacity {}", self.config.mac_capacity);
+        assert!(
+            count <= self.config.mac_capacity,
+            "{count} entries > capacity {}",
+            self.config.mac_capacity
+        );
         assert_eq!(self.switch.poll_timeout().is_none(), count == 0);
         let mut listed = 0;
         for net in self.networks.keys() {
             let entries = self.switch.mac_entries(*net, now);
-            assert!(entries.windows(2).all(|w| w[0].mac < w[1].mac), "sorted, unique");
+            assert!(
+                entries.windows(2).all(|w| w[0].mac < w[1].mac),
+                "sorted, unique"
+            );
             for entry in &entries {
                 assert!(entry.mac.is_valid_source());
-                assert!(entry.age < self.config.ageing_time, "listed entries are not expired");
-                assert_eq!(self.ports.get(&entry.port).map(|&(n, _)| n), Some(*net), "entry on a port of its network");
+                assert!(
+                    entry.age < self.config.ageing_time,
+                    "listed entries are not expired"
+                );
+                assert_eq!(
+                    self.ports.get(&entry.port).map(|&(n, _)| n),
+                    Some(*net),
+                    "entry on a port of its network"
+                );
             }
             listed += entries.len();
         }
@@ -193,19 +222,32 @@ impl CheckedSwitch {
 
         // Every frame ends in exactly one verdict.
         assert_eq!(after.rx_packets, before.rx_packets + 1);
-        assert_eq!(after.forwarded + after.flooded + after.drops.total(), after.rx_packets);
+        assert_eq!(
+            after.forwarded + after.flooded + after.drops.total(),
+            after.rx_packets
+        );
         assert!(self.switch.mac_count() <= self.config.mac_capacity);
 
         let Some(&(net, role)) = self.ports.get(&ingress) else {
             assert_eq!(verdict, OwnedVerdict::Drop(DropReason::UnknownPort));
             return verdict;
         };
-        let port_after = self.switch.port_counters(ingress).expect("attached port has counters");
+        let port_after = self
+            .switch
+            .port_counters(ingress)
+            .expect("attached port has counters");
         let port_before = port_before.expect("attached port has counters");
         assert_eq!(port_after.rx_packets, port_before.rx_packets + 1);
-        assert_eq!(port_after.rx_bytes, port_before.rx_bytes + frame.len() as u64);
+        assert_eq!(
+            port_after.rx_bytes,
+            port_before.rx_bytes + frame.len() as u64
+        );
 
-        let config = self.networks.get(&net).expect("port's network exists").clone();
+        let config = self
+            .networks
+            .get(&net)
+            .expect("port's network exists")
+            .clone();
         let expected_flood = self.expected_flood(ingress);
         let expected_flood_verdict = if expected_flood.is_empty() {
             OwnedVerdict::Drop(DropReason::NoEgress)
@@ -222,7 +264,16 @@ impl CheckedSwitch {
             assert_eq!(verdict, OwnedVerdict::Drop(DropReason::Oversized));
             return verdict;
         }
-        let mac_at = |at: usize| MacAddr([frame[at], frame[at + 1], frame[at + 2], frame[at + 3], frame[at + 4], frame[at + 5]]);
+        let mac_at = |at: usize| {
+            MacAddr([
+                frame[at],
+                frame[at + 1],
+                frame[at + 2],
+                frame[at + 3],
+                frame[at + 4],
+                frame[at + 5],
+            ])
+        };
         let (dst, src) = (mac_at(0), mac_at(6));
         if !src.is_valid_source() {
             assert_eq!(verdict, OwnedVerdict::Drop(DropReason::InvalidSourceMac));
@@ -262,7 +313,9 @@ impl CheckedSwitch {
                     "no container-to-container delivery with icc off"
                 );
             }
-            (Some(p), OwnedVerdict::Drop(DropReason::DestinationIsIngress)) => assert_eq!(p, ingress),
+            (Some(p), OwnedVerdict::Drop(DropReason::DestinationIsIngress)) => {
+                assert_eq!(p, ingress)
+            }
             (Some(p), OwnedVerdict::Drop(DropReason::IccDisabled)) => {
                 assert!(!config.icc && role == PortRole::Container);
                 assert_eq!(self.ports[&p].1, PortRole::Container);
@@ -321,7 +374,10 @@ fn role(b: u8) -> PortRole {
 }
 
 fn network_config(b: u8) -> NetworkConfig {
-    NetworkConfig { icc: b & 1 != 0, max_frame_len: if b & 2 != 0 { 64 } else { 1518 } }
+    NetworkConfig {
+        icc: b & 1 != 0,
+        max_frame_len: if b & 2 != 0 { 64 } else { 1518 },
+    }
 }
 
 /// A MAC address from a small alphabet, so that sources and destinations meet.

@@ -38,7 +38,8 @@ pub mod fuzzing;
 mod mac_table;
 
 pub use bridge::{
-    ConfigError, MacEntry, NetworkConfig, NetworkId, PortId, PortRole, Switch, SwitchConfig, Verdict,
+    ConfigError, MacEntry, NetworkConfig, NetworkId, PortId, PortRole, Switch, SwitchConfig,
+    Verdict,
 };
 pub use counters::{DropCounters, DropReason, PortCounters, SwitchCounters};
 pub use tapnet_wire::{Instant, MacAddr};

@@ -150,8 +150,16 @@ impl MacTable {
             if now + ageing < self.earliest_expiry {
                 self.earliest_expiry = now + ageing;
             }
-            *entry = MacSlot { port, slot, last_seen: now };
-            return if moved { Learned::Moved } else { Learned::Refreshed };
+            *entry = MacSlot {
+                port,
+                slot,
+                last_seen: now,
+            };
+            return if moved {
+                Learned::Moved
+            } else {
+                Learned::Refreshed
+            };
         }
         if self.map.len() >= self.capacity {
             // Full: reclaim expired entries first, at most once per sweep interval so
@@ -167,14 +175,23 @@ impl MacTable {
         if self.map.is_empty() || expiry < self.earliest_expiry {
             self.earliest_expiry = expiry;
         }
-        self.map.insert(key, MacSlot { port, slot, last_seen: now });
+        self.map.insert(
+            key,
+            MacSlot {
+                port,
+                slot,
+                last_seen: now,
+            },
+        );
         Learned::New
     }
 
     /// The unexpired entry for `key`, if any.
     #[inline]
     pub(crate) fn lookup(&self, key: MacKey, now: Instant) -> Option<&MacSlot> {
-        self.map.get(&key).filter(|entry| !self.is_expired(entry, now))
+        self.map
+            .get(&key)
+            .filter(|entry| !self.is_expired(entry, now))
     }
 
     /// When the next sweep is due: `None` while the table is empty, otherwise no
@@ -185,7 +202,10 @@ impl MacTable {
         if self.map.is_empty() {
             None
         } else {
-            Some(self.earliest_expiry.max(self.last_sweep + self.sweep_interval))
+            Some(
+                self.earliest_expiry
+                    .max(self.last_sweep + self.sweep_interval),
+            )
         }
     }
 
@@ -196,7 +216,11 @@ impl MacTable {
 
     /// Sweeps if a sweep is due; returns the number of entries removed.
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> usize {
-        if self.sweep_due(now) { self.sweep(now) } else { 0 }
+        if self.sweep_due(now) {
+            self.sweep(now)
+        } else {
+            0
+        }
     }
 
     /// Removes every expired entry and recomputes `earliest_expiry`.
@@ -230,7 +254,11 @@ impl MacTable {
     }
 
     /// The unexpired entries of network `net`: (address, entry). Control path.
-    pub(crate) fn entries(&self, net: u16, now: Instant) -> impl Iterator<Item = (MacAddr, &MacSlot)> {
+    pub(crate) fn entries(
+        &self,
+        net: u16,
+        now: Instant,
+    ) -> impl Iterator<Item = (MacAddr, &MacSlot)> {
         self.map
             .iter()
             .filter(move |(key, entry)| key.net() == net && !self.is_expired(entry, now))
@@ -277,7 +305,10 @@ mod tests {
         table.learn(b, PortId(1), 1, secs(100));
         assert_eq!(table.next_sweep(), Some(secs(300)));
         assert!(table.lookup(a, Instant::from_millis(299_999)).is_some());
-        assert!(table.lookup(a, secs(300)).is_none(), "expired entries are ignored before the sweep");
+        assert!(
+            table.lookup(a, secs(300)).is_none(),
+            "expired entries are ignored before the sweep"
+        );
         assert_eq!(table.handle_timeout(secs(299)), 0);
         assert_eq!(table.handle_timeout(secs(300)), 1);
         assert_eq!(table.next_sweep(), Some(secs(400)));
@@ -289,8 +320,14 @@ mod tests {
     fn full_table_reclaims_expired_before_refusing() {
         let mut table = MacTable::new(1, Duration::from_secs(10), 0);
         table.learn(MacKey::new(0, MAC_A), PortId(1), 1, secs(0));
-        assert_eq!(table.learn(MacKey::new(0, MAC_B), PortId(1), 1, secs(5)), Learned::TableFull);
-        assert_eq!(table.learn(MacKey::new(0, MAC_B), PortId(1), 1, secs(10)), Learned::New);
+        assert_eq!(
+            table.learn(MacKey::new(0, MAC_B), PortId(1), 1, secs(5)),
+            Learned::TableFull
+        );
+        assert_eq!(
+            table.learn(MacKey::new(0, MAC_B), PortId(1), 1, secs(10)),
+            Learned::New
+        );
         assert!(table.lookup(MacKey::new(0, MAC_A), secs(10)).is_none());
         assert_eq!(table.len(), 1);
     }
@@ -298,7 +335,10 @@ mod tests {
     #[test]
     fn zero_ageing_disables_learning() {
         let mut table = MacTable::new(8, Duration::ZERO, 0);
-        assert_eq!(table.learn(MacKey::new(0, MAC_A), PortId(1), 1, secs(0)), Learned::Disabled);
+        assert_eq!(
+            table.learn(MacKey::new(0, MAC_A), PortId(1), 1, secs(0)),
+            Learned::Disabled
+        );
         assert_eq!(table.len(), 0);
     }
 
@@ -312,7 +352,10 @@ mod tests {
         assert_eq!(table.len(), 2);
         table.remove_network(0);
         assert_eq!(table.len(), 1);
-        let entries: Vec<_> = table.entries(1, secs(1)).map(|(mac, e)| (mac, e.port)).collect();
+        let entries: Vec<_> = table
+            .entries(1, secs(1))
+            .map(|(mac, e)| (mac, e.port))
+            .collect();
         assert_eq!(entries, vec![(MAC_A, PortId(3))]);
     }
 }

@@ -15,10 +15,24 @@ use crate::{Instant, MacAddr, NetworkConfig, NetworkId, PortId, PortRole, Switch
 
 #[derive(Clone, Debug)]
 enum Op {
-    Frame { port: u8, dst: u8, src: u8, len: u16, step_ms: u16 },
-    Timeout { step_ms: u16 },
-    AddPort { port: u8, net: u8, role: u8 },
-    RemovePort { port: u8 },
+    Frame {
+        port: u8,
+        dst: u8,
+        src: u8,
+        len: u16,
+        step_ms: u16,
+    },
+    Timeout {
+        step_ms: u16,
+    },
+    AddPort {
+        port: u8,
+        net: u8,
+        role: u8,
+    },
+    RemovePort {
+        port: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
