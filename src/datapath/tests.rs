@@ -497,3 +497,85 @@ fn throughput() {
         dp.shutdown().unwrap();
     }
 }
+
+/// Real TAP devices (root only), in a network namespace the test creates: the
+/// datapath gets the TAP fds; the test plays the containers with AF_PACKET sockets on
+/// the TAP netdevs. A frame sent on tap0's netdev is read from tap0's fd, switched,
+/// written to tap1's fd and received on tap1's netdev.
+#[test]
+fn real_taps_in_a_private_netns() {
+    use crate::sys::{netlink::RouteSocket, packet, tap};
+    use std::process::{Command, Stdio};
+
+    if !rustix::process::geteuid().is_root() || !std::path::Path::new("/dev/net/tun").exists() {
+        eprintln!("skipping: needs root and /dev/net/tun");
+        return;
+    }
+    let Ok(mut holder) = Command::new("unshare")
+        .args(["-n", "sleep", "60"])
+        .stdin(Stdio::null())
+        .spawn()
+    else {
+        eprintln!("skipping: cannot run unshare -n");
+        return;
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let ns_path = format!("/proc/{}/ns/net", holder.id());
+    let result = std::thread::spawn(move || {
+        let ns = std::fs::File::open(&ns_path).expect("open the test netns");
+        rustix::thread::move_into_link_name_space(
+            ns.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("setns");
+        let _ = std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+        let taps: Vec<tap::Tap> = ["tdp0", "tdp1"]
+            .iter()
+            .map(|n| tap::Tap::open(n, Default::default()).unwrap())
+            .collect();
+        let mut route = RouteSocket::open().unwrap();
+        let mut sockets = Vec::new();
+        for t in &taps {
+            let ok = Command::new("ip")
+                .args(["link", "set", t.name(), "up"])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ip link set up");
+            let index = route.existing_link_index(t.name()).unwrap();
+            sockets.push(packet::open_bound(index).unwrap());
+        }
+        for (name, choice, tuning) in backends() {
+            eprintln!("backend {name}");
+            let dp = spawn(choice, tuning, SwitchConfig::default());
+            dp.add_network(NET1, NetworkConfig::default()).unwrap();
+            for (i, t) in taps.iter().enumerate() {
+                let fd = t.as_fd().try_clone_to_owned().unwrap();
+                dp.add_port(
+                    PortId(u32::try_from(i).unwrap()),
+                    NET1,
+                    PortRole::Container,
+                    PortIo::Tap(fd),
+                )
+                .unwrap();
+            }
+            let f = frame(mac(10), BCAST, 77);
+            rustix::io::write(&sockets[0], &f).unwrap();
+            // Skip whatever else the kernel sends on the link.
+            let deadline = StdInstant::now() + Duration::from_secs(2);
+            let mut seen = false;
+            while !seen && StdInstant::now() < deadline {
+                seen = recv_within(&sockets[1], 200).is_some_and(|g| g == f);
+            }
+            assert!(seen, "frame crossed the switch between two TAPs");
+            for i in 0..2 {
+                drop(dp.remove_port(PortId(i)).unwrap());
+            }
+            dp.shutdown().unwrap();
+        }
+    })
+    .join();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    result.unwrap();
+}
