@@ -1,12 +1,262 @@
 //! tapnet: a userspace virtual switch and router for containers.
+//!
+//! This binary is the I/O shell around the sans-IO crates (`tapnet-switch`, ...): it
+//! owns the file descriptors, threads, clock and control socket, and holds no
+//! forwarding logic of its own.
 
+mod control;
 mod datapath;
 mod nshelper;
 mod port;
 mod sys;
 
-fn main() {
-    if std::env::args_os().nth(1).is_some_and(|a| a == "__ns-helper") {
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tapnet_switch::SwitchConfig;
+use tapnet_wire::MacAddr;
+
+use control::client;
+use control::proto::{Connect, NetnsSpec, NetworkCreate, Request};
+use datapath::BackendChoice;
+use port::PortKind;
+
+/// A userspace virtual switch and router for containers.
+#[derive(Debug, Parser)]
+#[command(name = "tapnet", version, about, propagate_version = true)]
+struct Cli {
+    /// Control socket of the daemon [default: $XDG_RUNTIME_DIR/tapnet/control.sock, else /run/tapnet/control.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    control: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the switch and serve the control socket (stops on SIGINT/SIGTERM, removing every device it created)
+    Daemon(DaemonArgs),
+    /// Create, list, inspect and remove networks
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Attach a container (a network namespace) to a network
+    Connect(ConnectArgs),
+    /// Detach a container from a network and remove its interface
+    Disconnect {
+        /// Network name
+        network: String,
+        /// Container name
+        name: String,
+    },
+    /// List the MAC addresses learned on a network
+    Macs {
+        /// Network name
+        network: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show per-port counters: packets, bytes, errors, drops by reason
+    Stats {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DaemonArgs {
+    /// I/O backend of the datapath: io_uring, epoll, or auto (io_uring when the kernel allows it)
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    datapath: BackendChoice,
+    /// Most MAC addresses remembered at once, over all networks
+    #[arg(long, default_value_t = SwitchConfig::default().mac_capacity)]
+    mac_capacity: usize,
+    /// Seconds after which an unused MAC address is forgotten (Linux bridge default: 300)
+    #[arg(long, default_value_t = 300)]
+    ageing_time: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum NetworkCommand {
+    /// Create a network
+    Create {
+        /// Network name
+        name: String,
+        /// IPv4 subnet, such as 10.1.0.0/24
+        #[arg(long)]
+        subnet: String,
+        /// Gateway address [default: the first address of the subnet]
+        #[arg(long)]
+        gateway: Option<Ipv4Addr>,
+        /// MTU of the network's interfaces [default: 1500]
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// Block traffic between containers of this network (Docker's enable_icc=false)
+        #[arg(long)]
+        no_icc: bool,
+    },
+    /// List networks
+    #[command(alias = "list")]
+    Ls {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a network (it must have no containers)
+    #[command(alias = "remove")]
+    Rm {
+        /// Network name
+        name: String,
+    },
+    /// Show a network as JSON: subnet, gateway, MTU, options and attached containers
+    Inspect {
+        /// Network name
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConnectArgs {
+    /// Network name
+    network: String,
+    /// The container's process: its network namespace is /proc/PID/ns/net
+    #[arg(long, conflicts_with = "netns", required_unless_present = "netns")]
+    pid: Option<u32>,
+    /// The container's network namespace file, such as /run/netns/NAME
+    #[arg(long)]
+    netns: Option<PathBuf>,
+    /// Container name [default: pidPID, or the namespace file's name]
+    #[arg(long)]
+    name: Option<String>,
+    /// Interface name in the container [default: eth0, or the next free ethN]
+    #[arg(long)]
+    ifname: Option<String>,
+    /// IPv4 address [default: the first free address of the subnet]
+    #[arg(long)]
+    ip: Option<Ipv4Addr>,
+    /// MAC address [default: 02:42 followed by the IPv4 address, as Docker]
+    #[arg(long)]
+    mac: Option<MacAddr>,
+    /// Port kind: a TAP device in the container, or a veth pair read with AF_PACKET
+    #[arg(long, value_enum, default_value_t = KindArg::Tap)]
+    kind: KindArg,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KindArg {
+    Tap,
+    Veth,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let control = cli.control.unwrap_or_else(control::default_control_path);
+    let call = |request: Request| client::call(&control, &request);
+    match cli.command {
+        Command::Daemon(args) => {
+            init_logging();
+            let options = control::daemon::DaemonOptions {
+                control: control.clone(),
+                backend: args.datapath,
+                switch: SwitchConfig {
+                    mac_capacity: args.mac_capacity,
+                    ageing_time: Duration::from_secs(args.ageing_time),
+                },
+            };
+            control::daemon::run(&options)
+        }
+        Command::Network(NetworkCommand::Create {
+            name,
+            subnet,
+            gateway,
+            mtu,
+            no_icc,
+        }) => {
+            let value = call(Request::NetworkCreate(NetworkCreate {
+                name,
+                subnet,
+                gateway,
+                mtu,
+                icc: !no_icc,
+            }))?;
+            println!("{}", value["name"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        Command::Network(NetworkCommand::Ls { json }) => {
+            client::print_networks(call(Request::NetworkList)?, json)
+        }
+        Command::Network(NetworkCommand::Rm { name }) => {
+            call(Request::NetworkRemove { name: name.clone() })?;
+            println!("{name}");
+            Ok(())
+        }
+        Command::Network(NetworkCommand::Inspect { name }) => {
+            client::print_inspect(call(Request::NetworkInspect { name })?)
+        }
+        Command::Connect(args) => {
+            let netns = match (args.pid, args.netns) {
+                (Some(pid), _) => NetnsSpec::Pid(pid),
+                (None, Some(path)) => NetnsSpec::Path(path.to_string_lossy().into_owned()),
+                (None, None) => unreachable!("clap requires --pid or --netns"),
+            };
+            let kind = match args.kind {
+                KindArg::Tap => PortKind::Tap,
+                KindArg::Veth => PortKind::Veth,
+            };
+            let request = Connect {
+                network: args.network,
+                netns,
+                name: args.name,
+                ifname: args.ifname,
+                ip: args.ip,
+                mac: args.mac,
+                kind,
+            };
+            client::print_connect(call(Request::Connect(request))?, args.json)
+        }
+        Command::Disconnect { network, name } => {
+            call(Request::Disconnect {
+                network,
+                container: name.clone(),
+            })?;
+            println!("{name}");
+            Ok(())
+        }
+        Command::Macs { network, json } => {
+            client::print_macs(call(Request::Macs { network })?, json)
+        }
+        Command::Stats { json } => client::print_stats(call(Request::Stats)?, json),
+    }
+}
+
+fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "__ns-helper")
+    {
         nshelper::main();
+    }
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tapnet: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -8,4 +8,4 @@ pub(crate) mod netlink;
 pub(crate) mod netns;
 pub(crate) mod packet;
 pub(crate) mod tap;
-pub mod uring;
+pub(crate) mod uring;

@@ -94,7 +94,7 @@ impl serde::Serialize for MacAddr {
 
 impl<'de> serde::Deserialize<'de> for MacAddr {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = <&str>::deserialize(deserializer)?;
+        let s = String::deserialize(deserializer)?;
         s.parse().map_err(serde::de::Error::custom)
     }
 }

@@ -1,0 +1,382 @@
+//! `tapnet daemon`: owns the datapath and the registry, and serves the control socket.
+//!
+//! Requests are handled one at a time on the daemon's main thread, so every command
+//! sees and leaves a consistent state; the datapath runs on its own thread and is
+//! reached through [`Datapath`] calls.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tapnet_switch::{NetworkConfig, PortRole, SwitchConfig};
+use tracing::{info, warn};
+
+use super::proto::{
+    Connect, MacInfo, NetnsSpec, NetworkCreate, PortStatsInfo, Request, Response, StatsInfo,
+};
+use super::registry::Registry;
+use crate::datapath::{BackendChoice, Datapath, PortIo};
+use crate::port::{self, AttachedPort, InterfaceConfig, NetnsTarget, PortKind};
+
+/// Longest request line accepted; a longer one is answered with an error.
+const MAX_REQUEST_LEN: u64 = 64 * 1024;
+/// A client that sends nothing for this long is dropped, so it cannot stall the daemon.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes a frame may carry beyond the MTU: Ethernet header and one 802.1Q tag.
+const FRAME_OVERHEAD: usize = 14 + 4;
+
+/// Settings of `tapnet daemon`.
+#[derive(Debug, Clone)]
+pub(crate) struct DaemonOptions {
+    pub(crate) control: PathBuf,
+    pub(crate) backend: BackendChoice,
+    pub(crate) switch: SwitchConfig,
+}
+
+/// Runs the daemon until SIGINT or SIGTERM, then removes every device it created.
+pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
+    let listener = bind_control_socket(&options.control)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("install signal handler")?;
+    }
+    let datapath = Datapath::spawn(options.backend, options.switch.clone())?;
+    let mut daemon = Daemon {
+        registry: Registry::new(),
+        datapath,
+    };
+    info!(control = %options.control.display(), datapath = daemon.datapath.backend_name(), "tapnet daemon ready");
+
+    let result = serve(&listener, &stop, &mut daemon);
+    info!("shutting down");
+    daemon.shutdown();
+    let _ = std::fs::remove_file(&options.control);
+    result
+}
+
+/// Creates the socket's directory (0700) and binds, replacing a stale socket but never
+/// a live daemon's.
+fn bind_control_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("create control socket directory {}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "another tapnet daemon is already serving {}",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("remove stale control socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("bind control socket {}", path.display()))?;
+    listener
+        .set_nonblocking(true)
+        .context("set control socket non-blocking")?;
+    Ok(listener)
+}
+
+fn serve(listener: &UnixListener, stop: &AtomicBool, daemon: &mut Daemon) -> anyhow::Result<()> {
+    while !stop.load(Ordering::Relaxed) {
+        // Wake up regularly to notice the signal flag; a request wakes us at once.
+        let mut fds = [rustix::event::PollFd::new(
+            listener,
+            rustix::event::PollFlags::IN,
+        )];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(err) => return Err(err).context("poll control socket"),
+        }
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if let Err(err) = handle_client(stream, daemon) {
+                    warn!("control client: {err:#}");
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err).context("accept control connection"),
+        }
+    }
+    Ok(())
+}
+
+/// Answers every request line of one connection.
+fn handle_client(stream: UnixStream, daemon: &mut Daemon) -> anyhow::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        let n = std::io::Read::take(&mut reader, MAX_REQUEST_LEN).read_line(&mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let response = if !line.ends_with('\n') && n as u64 == MAX_REQUEST_LEN {
+            Response::Error(format!("request longer than {MAX_REQUEST_LEN} bytes"))
+        } else {
+            match serde_json::from_str::<Request>(&line) {
+                Ok(request) => match daemon.handle(request) {
+                    Ok(value) => Response::Ok(value),
+                    Err(message) => Response::Error(message),
+                },
+                Err(err) => Response::Error(format!("invalid request: {err}")),
+            }
+        };
+        let mut out = serde_json::to_vec(&response)?;
+        out.push(b'\n');
+        writer.write_all(&out)?;
+        if matches!(response, Response::Error(_)) && !line.ends_with('\n') {
+            return Ok(());
+        }
+    }
+}
+
+struct Daemon {
+    registry: Registry,
+    datapath: Datapath,
+}
+
+impl Daemon {
+    fn handle(&mut self, request: Request) -> Result<Value, String> {
+        match request {
+            Request::NetworkCreate(req) => self.network_create(&req),
+            Request::NetworkList => {
+                let list: Vec<_> = self
+                    .registry
+                    .networks()
+                    .map(|n| self.registry.network_info(n))
+                    .collect();
+                Ok(json!(list))
+            }
+            Request::NetworkRemove { name } => self.network_remove(&name),
+            Request::NetworkInspect { name } => {
+                let network = self.registry.network(&name)?;
+                Ok(json!(self.registry.network_info(network)))
+            }
+            Request::Connect(req) => self.connect(&req),
+            Request::Disconnect { network, container } => self.disconnect(&network, &container),
+            Request::Macs { network } => self.macs(&network),
+            Request::Stats => self.stats(),
+        }
+    }
+
+    fn network_create(&mut self, req: &NetworkCreate) -> Result<Value, String> {
+        let plan = self.registry.plan_network_create(req)?;
+        let network = &plan.network;
+        let config = NetworkConfig {
+            icc: network.icc,
+            max_frame_len: network.mtu as usize + FRAME_OVERHEAD,
+        };
+        self.datapath
+            .add_network(network.id, config)
+            .map_err(|e| format!("{e:#}"))?;
+        info!(name = %network.name, subnet = %network.subnet, gateway = %network.gateway, mtu = network.mtu, icc = network.icc, "network created");
+        let info =
+            json!({"name": network.name, "subnet": network.subnet, "gateway": network.gateway});
+        self.registry.commit_network(plan);
+        Ok(info)
+    }
+
+    fn network_remove(&mut self, name: &str) -> Result<Value, String> {
+        let id = self.registry.plan_network_remove(name)?;
+        self.datapath
+            .remove_network(id)
+            .map_err(|e| format!("{e:#}"))?;
+        self.registry.commit_network_remove(name);
+        info!(name, "network removed");
+        Ok(json!({"name": name}))
+    }
+
+    fn connect(&mut self, req: &Connect) -> Result<Value, String> {
+        let (target, default_name) = match &req.netns {
+            NetnsSpec::Pid(pid) => (NetnsTarget::Pid(*pid), format!("pid{pid}")),
+            NetnsSpec::Path(path) => {
+                let name = Path::new(path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (NetnsTarget::Path(path.into()), name)
+            }
+        };
+        let netns = port::netns_id(&target).map_err(|e| e.to_string())?;
+        let default_name = if default_name.is_empty() || default_name == "net" {
+            format!("ns{}", netns.ino)
+        } else {
+            default_name
+        };
+        let plan = self.registry.plan_connect(req, netns, &default_name)?;
+        let host_ifname = format!("tn{:x}v{:x}", std::process::id(), plan.port.0);
+        let config = InterfaceConfig {
+            ifname: plan.ifname.clone(),
+            mac: plan.mac,
+            address: plan.address,
+            gateway: plan.gateway,
+            mtu: plan.mtu,
+        };
+        self.registry.skip_port(plan.port);
+        let attached =
+            port::attach(&target, plan.kind, &config, &host_ifname).map_err(|e| e.to_string())?;
+        let AttachedPort {
+            kind,
+            fd,
+            ifname,
+            host_ifname,
+        } = attached;
+        // Keep a duplicate so that the device can be removed if the datapath refuses it.
+        let cleanup_fd = fd
+            .try_clone()
+            .map_err(|e| format!("duplicate port fd: {e}"))?;
+        let io = match kind {
+            PortKind::Tap => PortIo::Tap(fd),
+            PortKind::Veth => PortIo::Packet(fd),
+        };
+        if let Err(err) =
+            self.datapath
+                .add_port(plan.port, plan.network_id, PortRole::Container, io)
+        {
+            let leftover = AttachedPort {
+                kind,
+                fd: cleanup_fd,
+                ifname,
+                host_ifname,
+            };
+            if let Err(cleanup) = port::detach(leftover) {
+                warn!("remove device after failed connect: {cleanup}");
+            }
+            return Err(format!("{err:#}"));
+        }
+        drop(cleanup_fd);
+        info!(container = %plan.container, network = %plan.network, ifname, kind = ?kind, address = %plan.address, "connected");
+        let port = plan.port;
+        self.registry.commit_connect(plan, ifname, host_ifname);
+        let endpoint = self
+            .registry
+            .endpoint(port)
+            .expect("endpoint was just committed");
+        Ok(json!(self.registry.endpoint_info(endpoint)))
+    }
+
+    fn disconnect(&mut self, network: &str, container: &str) -> Result<Value, String> {
+        let endpoint = self.registry.endpoint_of(network, container)?.clone();
+        let fd = self
+            .datapath
+            .remove_port(endpoint.port)
+            .map_err(|e| format!("{e:#}"))?;
+        self.registry.commit_disconnect(endpoint.port);
+        let attached = AttachedPort {
+            kind: endpoint.kind,
+            fd,
+            ifname: endpoint.ifname.clone(),
+            host_ifname: endpoint.host_ifname.clone(),
+        };
+        if let Err(err) = port::detach(attached) {
+            warn!(container, network, "remove device: {err}");
+        }
+        info!(container, network, "disconnected");
+        Ok(json!({"network": network, "container": container, "interface": endpoint.ifname}))
+    }
+
+    fn endpoint_label(&self, port: tapnet_switch::PortId) -> (String, String) {
+        match self.registry.endpoint(port) {
+            Some(e) => (format!("{}/{}", e.container, e.ifname), e.network.clone()),
+            None => (format!("port{}", port.0), String::new()),
+        }
+    }
+
+    fn macs(&self, network: &str) -> Result<Value, String> {
+        let id = self.registry.network(network)?.id;
+        let entries = self.datapath.macs(id).map_err(|e| format!("{e:#}"))?;
+        let rows: Vec<MacInfo> = entries
+            .iter()
+            .map(|entry| MacInfo {
+                mac: entry.mac,
+                port: entry.port.0,
+                endpoint: self.endpoint_label(entry.port).0,
+                age_secs: entry.age.as_secs_f64(),
+            })
+            .collect();
+        Ok(json!(rows))
+    }
+
+    fn stats(&self) -> Result<Value, String> {
+        let stats = self.datapath.stats().map_err(|e| format!("{e:#}"))?;
+        let ports = stats
+            .iter()
+            .filter_map(|s| {
+                let port = s.port?;
+                let (endpoint, network) = self.endpoint_label(port);
+                Some(PortStatsInfo {
+                    port: port.0,
+                    endpoint,
+                    network,
+                    rx_packets: s.switch.rx_packets,
+                    rx_bytes: s.switch.rx_bytes,
+                    tx_packets: s.switch.tx_packets,
+                    tx_bytes: s.switch.tx_bytes,
+                    rx_errors: s.rx_errors,
+                    tx_errors: s.tx_errors,
+                    drops: s
+                        .drops
+                        .iter()
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(r, n)| (r.as_str().to_owned(), *n))
+                        .collect(),
+                })
+            })
+            .collect();
+        Ok(json!(StatsInfo {
+            datapath: self.datapath.backend_name().to_owned(),
+            ports
+        }))
+    }
+
+    /// Removes every port (and so every device the daemon created), then stops the datapath.
+    fn shutdown(self) {
+        let Self {
+            mut registry,
+            datapath,
+        } = self;
+        let ports: Vec<_> = registry.endpoints().map(|e| e.port).collect();
+        for port in ports {
+            let Some(endpoint) = registry.commit_disconnect(port) else {
+                continue;
+            };
+            match datapath.remove_port(port) {
+                Ok(fd) => {
+                    let attached = AttachedPort {
+                        kind: endpoint.kind,
+                        fd,
+                        ifname: endpoint.ifname,
+                        host_ifname: endpoint.host_ifname,
+                    };
+                    if let Err(err) = port::detach(attached) {
+                        warn!("remove device of {}: {err}", endpoint.container);
+                    }
+                }
+                Err(err) => warn!("remove port of {}: {err:#}", endpoint.container),
+            }
+        }
+        if let Err(err) = datapath.shutdown() {
+            warn!("stop datapath: {err:#}");
+        }
+    }
+}

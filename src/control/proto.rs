@@ -1,0 +1,128 @@
+//! The control protocol: one JSON request per line on a unix stream socket, answered
+//! by one JSON response line, `{"ok": ...}` or `{"error": "one line"}`.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use tapnet_wire::MacAddr;
+
+use crate::port::PortKind;
+
+/// A request from a client command to the daemon.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Request {
+    NetworkCreate(NetworkCreate),
+    NetworkList,
+    NetworkRemove { name: String },
+    NetworkInspect { name: String },
+    Connect(Connect),
+    Disconnect { network: String, container: String },
+    Macs { network: String },
+    Stats,
+}
+
+/// `tapnet network create`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct NetworkCreate {
+    pub(crate) name: String,
+    /// As typed by the user; the daemon parses it so that every client gets the same errors.
+    pub(crate) subnet: String,
+    pub(crate) gateway: Option<Ipv4Addr>,
+    pub(crate) mtu: Option<u32>,
+    pub(crate) icc: bool,
+}
+
+/// Where the container's network namespace is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum NetnsSpec {
+    Pid(u32),
+    Path(String),
+}
+
+/// `tapnet connect`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Connect {
+    pub(crate) network: String,
+    pub(crate) netns: NetnsSpec,
+    pub(crate) name: Option<String>,
+    pub(crate) ifname: Option<String>,
+    pub(crate) ip: Option<Ipv4Addr>,
+    pub(crate) mac: Option<MacAddr>,
+    pub(crate) kind: PortKind,
+}
+
+/// The daemon's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Response {
+    Ok(serde_json::Value),
+    Error(String),
+}
+
+/// A network as `network ls` and `network inspect` show it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct NetworkInfo {
+    pub(crate) name: String,
+    pub(crate) subnet: Ipv4Net,
+    pub(crate) gateway: Ipv4Addr,
+    pub(crate) mtu: u32,
+    pub(crate) options: NetworkOptions,
+    pub(crate) containers: Vec<EndpointInfo>,
+}
+
+/// Options of a network, named as Docker's bridge driver names them where it has them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct NetworkOptions {
+    pub(crate) icc: bool,
+}
+
+/// One attachment of a container to a network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct EndpointInfo {
+    pub(crate) name: String,
+    pub(crate) network: String,
+    pub(crate) interface: String,
+    pub(crate) mac: MacAddr,
+    pub(crate) ip: Ipv4Net,
+    pub(crate) kind: PortKind,
+    pub(crate) port: u32,
+    /// The veth's host end, for veth ports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) host_interface: Option<String>,
+}
+
+/// One row of `tapnet macs`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct MacInfo {
+    pub(crate) mac: MacAddr,
+    pub(crate) port: u32,
+    /// `container/interface` behind the port.
+    pub(crate) endpoint: String,
+    pub(crate) age_secs: f64,
+}
+
+/// One row of `tapnet stats`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PortStatsInfo {
+    pub(crate) port: u32,
+    pub(crate) endpoint: String,
+    pub(crate) network: String,
+    pub(crate) rx_packets: u64,
+    pub(crate) rx_bytes: u64,
+    pub(crate) tx_packets: u64,
+    pub(crate) tx_bytes: u64,
+    pub(crate) rx_errors: u64,
+    pub(crate) tx_errors: u64,
+    /// Drops on ingress at this port, by reason (only reasons with a non-zero count).
+    pub(crate) drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// The answer to `tapnet stats`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct StatsInfo {
+    pub(crate) datapath: String,
+    pub(crate) ports: Vec<PortStatsInfo>,
+}

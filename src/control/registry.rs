@@ -1,0 +1,668 @@
+//! The daemon's record of networks, containers and their endpoints, with address
+//! management (IPAM). Pure logic: it validates requests into plans, and the daemon
+//! commits a plan only once the ports and the datapath have accepted it, so that a
+//! failed command changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use tapnet_switch::{NetworkId, PortId};
+use tapnet_wire::MacAddr;
+
+use super::proto::{Connect, EndpointInfo, NetworkCreate, NetworkInfo, NetworkOptions};
+use crate::port::{NetnsId, PortKind};
+
+/// Default MTU of a network (Docker's bridge default).
+pub(crate) const DEFAULT_MTU: u32 = 1500;
+/// Smallest MTU an IPv4 network can have (RFC 791: every host must accept 68 octets).
+pub(crate) const MIN_MTU: u32 = 68;
+/// Largest MTU tapnet accepts (the tun driver's limit, 65535, minus headers, as slirp4netns).
+pub(crate) const MAX_MTU: u32 = 65520;
+
+/// A network as the daemon records it.
+#[derive(Clone, Debug)]
+pub(crate) struct Network {
+    pub(crate) id: NetworkId,
+    pub(crate) name: String,
+    pub(crate) subnet: Ipv4Net,
+    pub(crate) gateway: Ipv4Addr,
+    pub(crate) mtu: u32,
+    pub(crate) icc: bool,
+}
+
+/// One attachment of a container to a network.
+#[derive(Clone, Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) port: PortId,
+    pub(crate) network: String,
+    pub(crate) container: String,
+    pub(crate) ifname: String,
+    pub(crate) mac: MacAddr,
+    pub(crate) ip: Ipv4Addr,
+    pub(crate) kind: PortKind,
+    pub(crate) host_ifname: Option<String>,
+}
+
+/// A container: a network namespace with a name.
+#[derive(Clone, Debug)]
+struct Container {
+    netns: NetnsId,
+}
+
+/// A validated `network create`, not yet committed.
+#[derive(Clone, Debug)]
+pub(crate) struct NetworkPlan {
+    pub(crate) network: Network,
+}
+
+/// A validated `connect`, not yet committed.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectPlan {
+    pub(crate) port: PortId,
+    pub(crate) network_id: NetworkId,
+    pub(crate) network: String,
+    pub(crate) container: String,
+    pub(crate) netns: NetnsId,
+    pub(crate) ifname: Option<String>,
+    pub(crate) mac: MacAddr,
+    pub(crate) address: Ipv4Net,
+    pub(crate) gateway: Ipv4Addr,
+    pub(crate) mtu: u32,
+    pub(crate) kind: PortKind,
+}
+
+/// Networks, containers and endpoints.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    networks: BTreeMap<String, Network>,
+    containers: BTreeMap<String, Container>,
+    endpoints: BTreeMap<PortId, Endpoint>,
+    next_network_id: u32,
+    next_port_id: u32,
+}
+
+/// Docker's rule for network and container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !first_ok || !rest_ok || name.len() > 64 {
+        return Err(format!(
+            "invalid {what} name {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit (at most 64)"
+        ));
+    }
+    Ok(())
+}
+
+/// Linux interface names: 1 to 15 bytes, no '/', ':' or white space, not "." or "..".
+pub(crate) fn validate_ifname(name: &str) -> Result<(), String> {
+    let bad_char = name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if name.is_empty() || name.len() > 15 || bad_char || name == "." || name == ".." {
+        return Err(format!(
+            "invalid interface name {name:?}: 1 to 15 characters, no '/', ':' or spaces"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_subnet(text: &str) -> Result<Ipv4Net, String> {
+    let subnet: Ipv4Net = text.parse().map_err(|_| {
+        format!("invalid subnet {text:?}: expected an IPv4 CIDR such as 10.1.0.0/24")
+    })?;
+    if subnet.addr() != subnet.network() {
+        return Err(format!(
+            "invalid subnet {text}: host bits are set (did you mean {}?)",
+            subnet.trunc()
+        ));
+    }
+    if subnet.prefix_len() > 30 {
+        return Err(format!(
+            "invalid subnet {text}: too small for a gateway and a container (use /30 or larger)"
+        ));
+    }
+    Ok(subnet)
+}
+
+/// Whether `ip` can be given to a host in `subnet` (not the network or broadcast address).
+fn is_host_address(subnet: Ipv4Net, ip: Ipv4Addr) -> bool {
+    subnet.contains(&ip) && ip != subnet.network() && ip != subnet.broadcast()
+}
+
+impl Registry {
+    /// An empty registry.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Validates `network create`.
+    pub(crate) fn plan_network_create(&self, req: &NetworkCreate) -> Result<NetworkPlan, String> {
+        validate_name("network", &req.name)?;
+        if self.networks.contains_key(&req.name) {
+            return Err(format!("network {:?} already exists", req.name));
+        }
+        let subnet = parse_subnet(&req.subnet)?;
+        if let Some(other) = self
+            .networks
+            .values()
+            .find(|n| n.subnet.contains(&subnet.network()) || subnet.contains(&n.subnet.network()))
+        {
+            return Err(format!(
+                "subnet {subnet} overlaps network {:?} ({})",
+                other.name, other.subnet
+            ));
+        }
+        let gateway = match req.gateway {
+            Some(gw) if !is_host_address(subnet, gw) => {
+                return Err(format!(
+                    "gateway {gw} is not a host address of subnet {subnet}"
+                ));
+            }
+            Some(gw) => gw,
+            None => subnet
+                .hosts()
+                .next()
+                .ok_or_else(|| format!("subnet {subnet} has no host addresses"))?,
+        };
+        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+        if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+            return Err(format!(
+                "invalid MTU {mtu}: must be between {MIN_MTU} and {MAX_MTU}"
+            ));
+        }
+        let id = NetworkId(self.next_network_id);
+        Ok(NetworkPlan {
+            network: Network {
+                id,
+                name: req.name.clone(),
+                subnet,
+                gateway,
+                mtu,
+                icc: req.icc,
+            },
+        })
+    }
+
+    /// Records a planned network.
+    pub(crate) fn commit_network(&mut self, plan: NetworkPlan) {
+        self.next_network_id = plan.network.id.0 + 1;
+        self.networks
+            .insert(plan.network.name.clone(), plan.network);
+    }
+
+    /// Looks up a network by name.
+    pub(crate) fn network(&self, name: &str) -> Result<&Network, String> {
+        self.networks
+            .get(name)
+            .ok_or_else(|| format!("network {name:?} not found"))
+    }
+
+    /// Validates `network rm`: the network exists and has no containers.
+    pub(crate) fn plan_network_remove(&self, name: &str) -> Result<NetworkId, String> {
+        let network = self.network(name)?;
+        let attached: Vec<&str> = self
+            .endpoints
+            .values()
+            .filter(|e| e.network == name)
+            .map(|e| e.container.as_str())
+            .collect();
+        if !attached.is_empty() {
+            return Err(format!(
+                "network {name:?} has active endpoints ({}); disconnect them first",
+                attached.join(", ")
+            ));
+        }
+        Ok(network.id)
+    }
+
+    /// Forgets a network (after `plan_network_remove`).
+    pub(crate) fn commit_network_remove(&mut self, name: &str) {
+        self.networks.remove(name);
+    }
+
+    /// The name under which the namespace `netns` is known, if it is.
+    fn container_of(&self, netns: NetnsId) -> Option<&str> {
+        self.containers
+            .iter()
+            .find(|(_, c)| c.netns == netns)
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Validates `connect`. `default_name` is used when the request names no container
+    /// and the namespace is not known yet.
+    pub(crate) fn plan_connect(
+        &self,
+        req: &Connect,
+        netns: NetnsId,
+        default_name: &str,
+    ) -> Result<ConnectPlan, String> {
+        let network = self.network(&req.network)?;
+        let known_as = self.container_of(netns);
+        let container = match (&req.name, known_as) {
+            (Some(name), Some(known)) if name != known => {
+                return Err(format!(
+                    "this network namespace is already connected as container {known:?}"
+                ));
+            }
+            (Some(name), _) => name.clone(),
+            (None, Some(known)) => known.to_owned(),
+            (None, None) => default_name.to_owned(),
+        };
+        validate_name("container", &container)?;
+        if let Some(existing) = self.containers.get(&container)
+            && existing.netns != netns
+        {
+            return Err(format!(
+                "container name {container:?} is already in use by another network namespace"
+            ));
+        }
+        let own_endpoints = || self.endpoints.values().filter(|e| e.container == container);
+        if own_endpoints().any(|e| e.network == network.name) {
+            return Err(format!(
+                "container {container:?} is already connected to network {:?}",
+                network.name
+            ));
+        }
+        if let Some(ifname) = &req.ifname {
+            validate_ifname(ifname)?;
+            if own_endpoints().any(|e| &e.ifname == ifname) {
+                return Err(format!(
+                    "container {container:?} already has an interface named {ifname}"
+                ));
+            }
+        }
+        let used: BTreeSet<Ipv4Addr> = self
+            .endpoints
+            .values()
+            .filter(|e| e.network == network.name)
+            .map(|e| e.ip)
+            .collect();
+        let ip = match req.ip {
+            Some(ip) if !network.subnet.contains(&ip) => {
+                return Err(format!(
+                    "address {ip} is outside the subnet {} of network {:?}",
+                    network.subnet, network.name
+                ));
+            }
+            Some(ip) if !is_host_address(network.subnet, ip) => {
+                return Err(format!(
+                    "address {ip} is the network or broadcast address of {}",
+                    network.subnet
+                ));
+            }
+            Some(ip) if ip == network.gateway => {
+                return Err(format!(
+                    "address {ip} is in use by the gateway of network {:?}",
+                    network.name
+                ));
+            }
+            Some(ip) if used.contains(&ip) => {
+                return Err(format!(
+                    "address {ip} is already in use on network {:?}",
+                    network.name
+                ));
+            }
+            Some(ip) => ip,
+            None => network
+                .subnet
+                .hosts()
+                .find(|ip| *ip != network.gateway && !used.contains(ip))
+                .ok_or_else(|| {
+                    format!(
+                        "no free address left in subnet {} of network {:?}",
+                        network.subnet, network.name
+                    )
+                })?,
+        };
+        let mac = req.mac.unwrap_or(MacAddr::from_ipv4_docker(ip.octets()));
+        if !mac.is_valid_source() {
+            return Err(format!(
+                "invalid MAC address {mac}: must be unicast and not all zeros"
+            ));
+        }
+        if let Some(holder) = self
+            .endpoints
+            .values()
+            .find(|e| e.network == network.name && e.mac == mac)
+        {
+            return Err(format!(
+                "MAC address {mac} is already in use by container {:?}",
+                holder.container
+            ));
+        }
+        let address = Ipv4Net::new(ip, network.subnet.prefix_len()).map_err(|e| e.to_string())?;
+        Ok(ConnectPlan {
+            port: PortId(self.next_port_id),
+            network_id: network.id,
+            network: network.name.clone(),
+            container,
+            netns,
+            ifname: req.ifname.clone(),
+            mac,
+            address,
+            gateway: network.gateway,
+            mtu: network.mtu,
+            kind: req.kind,
+        })
+    }
+
+    /// Records a planned connection, with the interface names the port actually got.
+    pub(crate) fn commit_connect(
+        &mut self,
+        plan: ConnectPlan,
+        ifname: String,
+        host_ifname: Option<String>,
+    ) {
+        self.next_port_id = plan.port.0 + 1;
+        self.containers
+            .entry(plan.container.clone())
+            .or_insert(Container { netns: plan.netns });
+        self.endpoints.insert(
+            plan.port,
+            Endpoint {
+                port: plan.port,
+                network: plan.network,
+                container: plan.container,
+                ifname,
+                mac: plan.mac,
+                ip: plan.address.addr(),
+                kind: plan.kind,
+                host_ifname,
+            },
+        );
+    }
+
+    /// Reserves a port id that a failed connect consumed, so it is never reused
+    /// while a half-removed device with its name might linger.
+    pub(crate) fn skip_port(&mut self, port: PortId) {
+        self.next_port_id = self.next_port_id.max(port.0 + 1);
+    }
+
+    /// Finds the endpoint of `container` on `network`.
+    pub(crate) fn endpoint_of(&self, network: &str, container: &str) -> Result<&Endpoint, String> {
+        self.network(network)?;
+        if !self.containers.contains_key(container) {
+            return Err(format!("container {container:?} not found"));
+        }
+        self.endpoints
+            .values()
+            .find(|e| e.network == network && e.container == container)
+            .ok_or_else(|| {
+                format!("container {container:?} is not connected to network {network:?}")
+            })
+    }
+
+    /// Forgets an endpoint, and its container when that was its last one.
+    pub(crate) fn commit_disconnect(&mut self, port: PortId) -> Option<Endpoint> {
+        let endpoint = self.endpoints.remove(&port)?;
+        if !self
+            .endpoints
+            .values()
+            .any(|e| e.container == endpoint.container)
+        {
+            self.containers.remove(&endpoint.container);
+        }
+        Some(endpoint)
+    }
+
+    /// Every endpoint.
+    pub(crate) fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints.values()
+    }
+
+    /// The endpoint behind a port.
+    pub(crate) fn endpoint(&self, port: PortId) -> Option<&Endpoint> {
+        self.endpoints.get(&port)
+    }
+
+    /// Every network, by name.
+    pub(crate) fn networks(&self) -> impl Iterator<Item = &Network> {
+        self.networks.values()
+    }
+
+    /// A network as `network inspect` shows it.
+    pub(crate) fn network_info(&self, network: &Network) -> NetworkInfo {
+        NetworkInfo {
+            name: network.name.clone(),
+            subnet: network.subnet,
+            gateway: network.gateway,
+            mtu: network.mtu,
+            options: NetworkOptions { icc: network.icc },
+            containers: self
+                .endpoints
+                .values()
+                .filter(|e| e.network == network.name)
+                .map(|e| self.endpoint_info(e))
+                .collect(),
+        }
+    }
+
+    /// An endpoint as the CLI shows it.
+    pub(crate) fn endpoint_info(&self, endpoint: &Endpoint) -> EndpointInfo {
+        let prefix = self
+            .networks
+            .get(&endpoint.network)
+            .map_or(32, |n| n.subnet.prefix_len());
+        EndpointInfo {
+            name: endpoint.container.clone(),
+            network: endpoint.network.clone(),
+            interface: endpoint.ifname.clone(),
+            mac: endpoint.mac,
+            ip: Ipv4Net::new(endpoint.ip, prefix).unwrap_or_else(|_| Ipv4Net::from(endpoint.ip)),
+            kind: endpoint.kind,
+            port: endpoint.port.0,
+            host_interface: endpoint.host_ifname.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::proto::NetnsSpec;
+
+    const NS_A: NetnsId = NetnsId { dev: 4, ino: 100 };
+    const NS_B: NetnsId = NetnsId { dev: 4, ino: 200 };
+
+    fn create(name: &str, subnet: &str) -> NetworkCreate {
+        NetworkCreate {
+            name: name.into(),
+            subnet: subnet.into(),
+            gateway: None,
+            mtu: None,
+            icc: true,
+        }
+    }
+
+    fn connect(network: &str) -> Connect {
+        Connect {
+            network: network.into(),
+            netns: NetnsSpec::Pid(1),
+            name: None,
+            ifname: None,
+            ip: None,
+            mac: None,
+            kind: PortKind::Tap,
+        }
+    }
+
+    fn registry_with(networks: &[(&str, &str)]) -> Registry {
+        let mut registry = Registry::new();
+        for (name, subnet) in networks {
+            let plan = registry.plan_network_create(&create(name, subnet)).unwrap();
+            registry.commit_network(plan);
+        }
+        registry
+    }
+
+    fn attach(
+        registry: &mut Registry,
+        req: &Connect,
+        netns: NetnsId,
+        default: &str,
+    ) -> Result<Ipv4Addr, String> {
+        let plan = registry.plan_connect(req, netns, default)?;
+        let ip = plan.address.addr();
+        let ifname = plan.ifname.clone().unwrap_or_else(|| "eth0".into());
+        registry.commit_connect(plan, ifname, None);
+        Ok(ip)
+    }
+
+    #[test]
+    fn network_create_defaults_and_errors() {
+        let registry = registry_with(&[("a", "10.1.0.0/24")]);
+        let a = registry.network("a").unwrap();
+        assert_eq!(
+            (a.gateway, a.mtu),
+            (Ipv4Addr::new(10, 1, 0, 1), DEFAULT_MTU)
+        );
+        let err = |req: NetworkCreate| registry.plan_network_create(&req).unwrap_err();
+        assert!(err(create("a", "10.2.0.0/24")).contains("already exists"));
+        assert!(err(create("b", "10.1.0.0/16")).contains("overlaps network \"a\""));
+        assert!(err(create("b", "10.1.0.128/25")).contains("overlaps"));
+        assert!(err(create("b", "10.2.0.5/24")).contains("did you mean 10.2.0.0/24"));
+        assert!(err(create("b", "banana")).contains("invalid subnet"));
+        assert!(err(create("b", "10.2.0.0/31")).contains("too small"));
+        assert!(err(create("-b", "10.2.0.0/24")).contains("invalid network name"));
+        let bad_gw = NetworkCreate {
+            gateway: Some(Ipv4Addr::new(10, 3, 0, 1)),
+            ..create("b", "10.2.0.0/24")
+        };
+        assert!(err(bad_gw).contains("not a host address"));
+        let bad_mtu = NetworkCreate {
+            mtu: Some(65521),
+            ..create("b", "10.2.0.0/24")
+        };
+        assert!(err(bad_mtu).contains("invalid MTU"));
+    }
+
+    #[test]
+    fn allocates_lowest_free_address_skipping_gateway() {
+        let mut registry = registry_with(&[("a", "10.1.0.0/29")]);
+        let mut ips = Vec::new();
+        for (i, ns) in (1..=5).map(|i| (i, NetnsId { dev: 1, ino: i })) {
+            ips.push(attach(&mut registry, &connect("a"), ns, &format!("c{i}")).unwrap());
+        }
+        let expected: Vec<Ipv4Addr> = (2..=6).map(|h| Ipv4Addr::new(10, 1, 0, h)).collect();
+        assert_eq!(ips, expected);
+        let err = attach(
+            &mut registry,
+            &connect("a"),
+            NetnsId { dev: 1, ino: 99 },
+            "c99",
+        )
+        .unwrap_err();
+        assert!(err.contains("no free address"), "{err}");
+    }
+
+    #[test]
+    fn explicit_address_is_validated() {
+        let mut registry = registry_with(&[("a", "10.1.0.0/24")]);
+        let with_ip = |ip: [u8; 4]| Connect {
+            ip: Some(Ipv4Addr::from(ip)),
+            ..connect("a")
+        };
+        attach(&mut registry, &with_ip([10, 1, 0, 7]), NS_A, "x").unwrap();
+        let err = |req: Connect| registry.plan_connect(&req, NS_B, "y").unwrap_err();
+        assert!(err(with_ip([10, 1, 0, 7])).contains("already in use"));
+        assert!(err(with_ip([10, 2, 0, 7])).contains("outside the subnet"));
+        assert!(err(with_ip([10, 1, 0, 1])).contains("gateway"));
+        assert!(err(with_ip([10, 1, 0, 255])).contains("broadcast"));
+        assert!(
+            err(Connect {
+                mac: Some(MacAddr::BROADCAST),
+                ..connect("a")
+            })
+            .contains("invalid MAC")
+        );
+        assert!(
+            err(Connect {
+                ifname: Some("x/y".into()),
+                ..connect("a")
+            })
+            .contains("invalid interface name")
+        );
+        assert!(err(connect("nope")).contains("not found"));
+    }
+
+    #[test]
+    fn one_namespace_is_one_container_across_networks() {
+        let mut registry = registry_with(&[("a", "10.1.0.0/24"), ("b", "10.2.0.0/24")]);
+        attach(
+            &mut registry,
+            &Connect {
+                name: Some("web".into()),
+                ..connect("a")
+            },
+            NS_A,
+            "unused",
+        )
+        .unwrap();
+        // The same namespace joins another network under the same name, without naming it.
+        let plan = registry.plan_connect(&connect("b"), NS_A, "other").unwrap();
+        assert_eq!(plan.container, "web");
+        // Twice on the same network is refused; so is the name for another namespace.
+        assert!(
+            registry
+                .plan_connect(&connect("a"), NS_A, "x")
+                .unwrap_err()
+                .contains("already connected")
+        );
+        let other = Connect {
+            name: Some("web".into()),
+            ..connect("b")
+        };
+        assert!(
+            registry
+                .plan_connect(&other, NS_B, "x")
+                .unwrap_err()
+                .contains("already in use")
+        );
+        let renamed = Connect {
+            name: Some("db".into()),
+            ..connect("b")
+        };
+        assert!(
+            registry
+                .plan_connect(&renamed, NS_A, "x")
+                .unwrap_err()
+                .contains("already connected as container")
+        );
+    }
+
+    #[test]
+    fn disconnect_frees_address_and_name() {
+        let mut registry = registry_with(&[("a", "10.1.0.0/24")]);
+        let ip = attach(&mut registry, &connect("a"), NS_A, "one").unwrap();
+        assert!(
+            registry
+                .plan_network_remove("a")
+                .unwrap_err()
+                .contains("active endpoints (one)")
+        );
+        let port = registry.endpoint_of("a", "one").unwrap().port;
+        registry.commit_disconnect(port).unwrap();
+        assert_eq!(
+            attach(&mut registry, &connect("a"), NS_B, "one").unwrap(),
+            ip
+        );
+        assert!(
+            registry
+                .endpoint_of("a", "ghost")
+                .unwrap_err()
+                .contains("not found")
+        );
+    }
+
+    #[test]
+    fn ifname_rules() {
+        for ok in ["eth0", "tap0", "a", "abcdefghijklmno"] {
+            validate_ifname(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "abcdefghijklmnop", "eth0:1"] {
+            assert!(validate_ifname(bad).is_err(), "{bad}");
+        }
+    }
+}
