@@ -1,0 +1,376 @@
+//! Shared harness of the integration tests: real network namespaces, a real daemon
+//! process, and the kernel's own stack (ping, socat) inside the namespaces.
+//!
+//! Every resource is held by a guard whose `Drop` removes it, so a failing test
+//! still cleans up; processes are ended only by the PIDs these guards started.
+//! Traffic stays inside namespaces the test created.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this test process and call, short enough for interface names.
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{:x}x{n}", std::process::id() % 0xfffff)
+}
+
+/// True when running as root; otherwise prints loudly that the test is skipped.
+pub fn require_root(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    skipped(&format!(
+        "{test}: integration tests need root (run scripts/test.sh as root)"
+    ));
+    false
+}
+
+/// Says loudly that a test was skipped. Written straight to stderr, because the test
+/// harness captures `eprintln!` of passing tests.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n******** SKIPPED {why} ********\n");
+}
+
+/// Runs a command, returning its output; panics only if it cannot be started.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// Runs a command that must succeed.
+pub fn must(program: &str, args: &[&str]) -> String {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new() -> Self {
+        let name = unique("tnt");
+        must("ip", &["netns", "add", &name]);
+        let ns = Self { name };
+        // IPv6 link-local chatter (router solicitations, MLD) would add noise to counters.
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+        ns
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    pub fn exec_ok(&self, args: &[&str]) -> String {
+        let out = self.exec(args);
+        assert!(
+            out.status.success(),
+            "in {}: {args:?} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Spawns a background command inside the namespace, killed on drop of the guard.
+    pub fn spawn(&self, args: &[&str]) -> ChildGuard {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn in netns");
+        ChildGuard(child)
+    }
+
+    /// Whether an interface of that name exists in the namespace.
+    pub fn has_link(&self, ifname: &str) -> bool {
+        self.exec(&["ip", "link", "show", ifname]).status.success()
+    }
+
+    /// `count` pings to `ip`, succeeding if any answer comes back.
+    pub fn ping(&self, ip: &str) -> bool {
+        ping_with(|args| self.exec(args), ip)
+    }
+}
+
+/// Pings through an `exec` function, so both named namespaces and `nsenter` can use it.
+pub fn ping_with(exec: impl Fn(&[&str]) -> Output, ip: &str) -> bool {
+    // A few tries: the first ping can be lost while ARP resolves.
+    exec(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "-q", ip])
+        .status
+        .success()
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Processes started inside are ended by their own `ChildGuard`s.
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// A child process killed (by its PID) and reaped on drop.
+#[derive(Debug)]
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique("tapnet-test-"));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The tapnet binary under test.
+pub fn tapnet_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tapnet")
+}
+
+/// A running `tapnet daemon` with its own control socket; stopped with SIGTERM on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    pub control: PathBuf,
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Daemon {
+    /// Starts a daemon with the given datapath backend ("uring", "epoll" or "auto").
+    pub fn start(datapath: &str) -> Self {
+        Self::start_as(datapath, None)
+    }
+
+    /// Starts a daemon, as another user (`setpriv`) when `uid` is given.
+    pub fn start_as(datapath: &str, uid: Option<u32>) -> Self {
+        Self::start_wrapped(datapath, uid, &[])
+    }
+
+    /// Starts a daemon through `wrapper` (a command that ends by exec'ing its
+    /// arguments), as another user when `uid` is given.
+    pub fn start_wrapped(datapath: &str, uid: Option<u32>, wrapper: &[&str]) -> Self {
+        let dir = TempDir::new();
+        let control = dir.0.join("control.sock");
+        let log = dir.0.join("daemon.log");
+        let mut argv: Vec<String> = wrapper.iter().map(|a| a.to_string()).collect();
+        if let Some(uid) = uid {
+            must("chown", &[&uid.to_string(), dir.0.to_str().unwrap()]);
+            argv.extend([
+                "setpriv".into(),
+                format!("--reuid={uid}"),
+                format!("--regid={uid}"),
+                "--clear-groups".into(),
+            ]);
+        }
+        argv.push(tapnet_bin().into());
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .args([
+                "daemon",
+                "--control",
+                control.to_str().unwrap(),
+                "--datapath",
+                datapath,
+            ])
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create daemon log"));
+        let child = command.spawn().expect("start tapnet daemon");
+        let daemon = Self {
+            child: Some(child),
+            control,
+            log,
+            _dir: dir,
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.control).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("daemon did not become ready; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    /// Runs a client command against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(tapnet_bin())
+            .args(args)
+            .arg("--control")
+            .arg(&self.control)
+            .output()
+            .expect("run tapnet client")
+    }
+
+    /// Runs a client command that must succeed, returning its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "tapnet {args:?} failed: {}\n--- daemon log ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a client command that must fail, returning its stderr (one line).
+    pub fn cli_err(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            !out.status.success(),
+            "tapnet {args:?} unexpectedly succeeded"
+        );
+        String::from_utf8_lossy(&out.stderr).trim_end().to_owned()
+    }
+
+    /// A client command's JSON output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.cli_ok(args)).expect("JSON output")
+    }
+
+    /// Sends SIGTERM and waits for the daemon to exit; returns whether it exited cleanly.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- daemon log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+        self.stop();
+    }
+}
+
+/// Waits until `predicate` holds, for at most `timeout`.
+pub fn wait_for(timeout: Duration, mut predicate: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if predicate() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `bytes` random bytes over TCP from `client` to a socat listener in `server`
+/// at `server_ip`, and checks that they arrive intact.
+pub fn tcp_transfer(client: &Netns, server: &Netns, server_ip: &str, bytes: usize) {
+    let dir = TempDir::new();
+    let src = dir.0.join("src.bin");
+    let dst = dir.0.join("dst.bin");
+    let data: Vec<u8> = (0..bytes)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&src, &data).unwrap();
+    let port = 20000 + (COUNTER.fetch_add(1, Ordering::Relaxed) % 10000);
+    let listen = format!("TCP-LISTEN:{port},reuseaddr");
+    let create = format!("CREATE:{}", dst.display());
+    let mut listener = server.spawn(&["socat", "-u", &listen, &create]);
+    let connect = format!("TCP:{server_ip}:{port},connect-timeout=2");
+    let from = format!("OPEN:{}", src.display());
+    let sent = wait_for(Duration::from_secs(10), || {
+        client
+            .exec(&["socat", "-u", &from, &connect])
+            .status
+            .success()
+    });
+    assert!(sent, "TCP transfer to {server_ip}:{port} could not connect");
+    let done = wait_for(Duration::from_secs(20), || {
+        matches!(listener.0.try_wait(), Ok(Some(_)))
+    });
+    assert!(done, "TCP listener did not finish");
+    let received = std::fs::read(&dst).unwrap_or_default();
+    assert_eq!(received.len(), data.len(), "TCP transfer lost bytes");
+    assert!(received == data, "TCP transfer corrupted data");
+}
+
+/// The directory of the test's temp files, for callers that need one.
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
