@@ -27,8 +27,6 @@ use crate::port::{self, AttachedPort, InterfaceConfig, NetnsTarget, PortKind};
 const MAX_REQUEST_LEN: u64 = 64 * 1024;
 /// A client that sends nothing for this long is dropped, so it cannot stall the daemon.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bytes a frame may carry beyond the MTU: Ethernet header and one 802.1Q tag.
-const FRAME_OVERHEAD: usize = 14 + 4;
 
 /// Settings of `tapnet daemon`.
 #[derive(Debug, Clone)]
@@ -62,7 +60,10 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
 /// Creates the socket's directory (0700) and binds, replacing a stale socket but never
 /// a live daemon's.
 fn bind_control_socket(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -184,7 +185,7 @@ impl Daemon {
         let network = &plan.network;
         let config = NetworkConfig {
             icc: network.icc,
-            max_frame_len: network.mtu as usize + FRAME_OVERHEAD,
+            ..NetworkConfig::with_mtu(network.mtu as usize)
         };
         self.datapath
             .add_network(network.id, config)

@@ -78,7 +78,6 @@ pub(crate) struct Registry {
     networks: BTreeMap<String, Network>,
     containers: BTreeMap<String, Container>,
     endpoints: BTreeMap<PortId, Endpoint>,
-    next_network_id: u32,
     next_port_id: u32,
 }
 
@@ -172,7 +171,11 @@ impl Registry {
                 "invalid MTU {mtu}: must be between {MIN_MTU} and {MAX_MTU}"
             ));
         }
-        let id = NetworkId(self.next_network_id);
+        // The lowest id not in use: the switch keys networks by 16 bits, so ids are reused.
+        let id = (0..=u32::MAX)
+            .map(NetworkId)
+            .find(|id| self.networks.values().all(|n| n.id != *id))
+            .ok_or_else(|| "too many networks".to_owned())?;
         Ok(NetworkPlan {
             network: Network {
                 id,
@@ -187,7 +190,6 @@ impl Registry {
 
     /// Records a planned network.
     pub(crate) fn commit_network(&mut self, plan: NetworkPlan) {
-        self.next_network_id = plan.network.id.0 + 1;
         self.networks
             .insert(plan.network.name.clone(), plan.network);
     }
@@ -654,6 +656,18 @@ mod tests {
                 .unwrap_err()
                 .contains("not found")
         );
+    }
+
+    #[test]
+    fn network_ids_are_reused() {
+        let mut registry = registry_with(&[("a", "10.1.0.0/24"), ("b", "10.2.0.0/24")]);
+        assert_eq!(registry.network("b").unwrap().id, NetworkId(1));
+        registry.plan_network_remove("a").unwrap();
+        registry.commit_network_remove("a");
+        let plan = registry
+            .plan_network_create(&create("c", "10.3.0.0/24"))
+            .unwrap();
+        assert_eq!(plan.network.id, NetworkId(0));
     }
 
     #[test]

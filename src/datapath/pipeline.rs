@@ -119,8 +119,11 @@ pub(crate) struct Pipeline<H> {
 
 impl<H> Pipeline<H> {
     pub(crate) fn new(config: SwitchConfig) -> Self {
+        // A per-process random seed for the MAC table's hash, so that containers cannot
+        // pick MAC addresses that collide in it (std seeds `RandomState` from the OS).
+        let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8);
         Self {
-            switch: Switch::new(config),
+            switch: Switch::with_hash_seed(config, seed),
             ports: PortMap::default(),
         }
     }
