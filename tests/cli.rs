@@ -11,6 +11,25 @@ fn snapshot(daemon: &Daemon) -> serde_json::Value {
     daemon.json(&["network", "ls", "--json"])
 }
 
+/// Runs each command, expecting it to fail with one line containing the given text and
+/// to leave the daemon's state as it was.
+fn assert_fail_unchanged(daemon: &Daemon, cases: &[(Vec<&str>, &str)]) {
+    let before = snapshot(daemon);
+    for (args, expected) in cases {
+        let err = daemon.cli_err(args);
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected {expected:?} in {err:?}"
+        );
+        assert_one_line(&err);
+        assert_eq!(
+            snapshot(daemon),
+            before,
+            "{args:?} changed the daemon's state"
+        );
+    }
+}
+
 fn assert_one_line(err: &str) {
     assert!(err.starts_with("tapnet: "), "{err}");
     assert_eq!(err.lines().count(), 1, "error is not one line: {err}");
@@ -46,30 +65,29 @@ fn network_errors_change_nothing() {
         "--mtu",
         "9000",
     ]);
-    let before = snapshot(&daemon);
-    let cases: &[(&[&str], &str)] = &[
+    let cases: Vec<(Vec<&str>, &str)> = vec![
         (
-            &["network", "create", "a", "--subnet", "10.211.0.0/24"],
+            vec!["network", "create", "a", "--subnet", "10.211.0.0/24"],
             "already exists",
         ),
         (
-            &["network", "create", "b", "--subnet", "10.210.0.0/16"],
+            vec!["network", "create", "b", "--subnet", "10.210.0.0/16"],
             "overlaps network \"a\"",
         ),
         (
-            &["network", "create", "b", "--subnet", "10.211.0.0/33"],
+            vec!["network", "create", "b", "--subnet", "10.211.0.0/33"],
             "invalid subnet",
         ),
         (
-            &["network", "create", "b", "--subnet", "nonsense"],
+            vec!["network", "create", "b", "--subnet", "nonsense"],
             "invalid subnet",
         ),
         (
-            &["network", "create", "b", "--subnet", "10.211.0.9/24"],
+            vec!["network", "create", "b", "--subnet", "10.211.0.9/24"],
             "host bits",
         ),
         (
-            &[
+            vec![
                 "network",
                 "create",
                 "b",
@@ -81,7 +99,7 @@ fn network_errors_change_nothing() {
             "not a host address",
         ),
         (
-            &[
+            vec![
                 "network",
                 "create",
                 "b",
@@ -92,27 +110,15 @@ fn network_errors_change_nothing() {
             ],
             "invalid MTU",
         ),
-        (&["network", "rm", "nope"], "network \"nope\" not found"),
-        (&["network", "inspect", "nope"], "not found"),
-        (&["macs", "nope"], "not found"),
+        (vec!["network", "rm", "nope"], "network \"nope\" not found"),
+        (vec!["network", "inspect", "nope"], "not found"),
+        (vec!["macs", "nope"], "not found"),
         (
-            &["disconnect", "a", "ghost"],
+            vec!["disconnect", "a", "ghost"],
             "container \"ghost\" not found",
         ),
     ];
-    for (args, expected) in cases {
-        let err = daemon.cli_err(args);
-        assert!(
-            err.contains(expected),
-            "{args:?}: expected {expected:?} in {err:?}"
-        );
-        assert_one_line(&err);
-        assert_eq!(
-            snapshot(&daemon),
-            before,
-            "{args:?} changed the daemon's state"
-        );
-    }
+    assert_fail_unchanged(&daemon, &cases);
     let inspect = daemon.json(&["network", "inspect", "a"]);
     assert_eq!(inspect["subnet"], "10.210.0.0/24");
     assert_eq!(inspect["gateway"], "10.210.0.1");
@@ -141,7 +147,6 @@ fn connect_errors_change_nothing() {
     assert_eq!(connected["ip"], "10.212.0.2/30");
     assert_eq!(connected["mac"], "02:42:0a:d4:00:02");
     assert_eq!(connected["interface"], "eth0");
-    let before = snapshot(&daemon);
     let two_path = two.path();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
@@ -182,19 +187,7 @@ fn connect_errors_change_nothing() {
         ),
         (vec!["network", "rm", "a"], "active endpoints"),
     ];
-    for (args, expected) in &cases {
-        let err = daemon.cli_err(args);
-        assert!(
-            err.contains(expected),
-            "{args:?}: expected {expected:?} in {err:?}"
-        );
-        assert_one_line(&err);
-        assert_eq!(
-            snapshot(&daemon),
-            before,
-            "{args:?} changed the daemon's state"
-        );
-    }
+    assert_fail_unchanged(&daemon, &cases);
     assert!(
         !two.has_link("eth0"),
         "a failed connect left a device behind"

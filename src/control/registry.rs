@@ -94,19 +94,6 @@ fn validate_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Linux interface names: 1 to 15 bytes, no '/', ':' or white space, not "." or "..".
-pub(crate) fn validate_ifname(name: &str) -> Result<(), String> {
-    let bad_char = name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
-    if name.is_empty() || name.len() > 15 || bad_char || name == "." || name == ".." {
-        return Err(format!(
-            "invalid interface name {name:?}: 1 to 15 characters, no '/', ':' or spaces"
-        ));
-    }
-    Ok(())
-}
-
 fn parse_subnet(text: &str) -> Result<Ipv4Net, String> {
     let subnet: Ipv4Net = text.parse().map_err(|_| {
         format!("invalid subnet {text:?}: expected an IPv4 CIDR such as 10.1.0.0/24")
@@ -268,7 +255,7 @@ impl Registry {
             ));
         }
         if let Some(ifname) = &req.ifname {
-            validate_ifname(ifname)?;
+            crate::port::validate_ifname(ifname).map_err(|e| e.to_string())?;
             if own_endpoints().any(|e| &e.ifname == ifname) {
                 return Err(format!(
                     "container {container:?} already has an interface named {ifname}"
@@ -668,15 +655,5 @@ mod tests {
             .plan_network_create(&create("c", "10.3.0.0/24"))
             .unwrap();
         assert_eq!(plan.network.id, NetworkId(0));
-    }
-
-    #[test]
-    fn ifname_rules() {
-        for ok in ["eth0", "tap0", "a", "abcdefghijklmno"] {
-            validate_ifname(ok).unwrap();
-        }
-        for bad in ["", ".", "..", "a/b", "a b", "abcdefghijklmnop", "eth0:1"] {
-            assert!(validate_ifname(bad).is_err(), "{bad}");
-        }
     }
 }
