@@ -6,8 +6,10 @@
 
 mod control;
 mod datapath;
+mod engine;
 mod nshelper;
 mod port;
+mod rootless;
 mod sys;
 
 use std::net::Ipv4Addr;

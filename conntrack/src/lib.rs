@@ -1,11 +1,18 @@
-//! Sans-IO connection tracking for tapnet (core types; the tracker itself comes with
-//! the rootless-networking work).
+//! Sans-IO connection tracking for tapnet.
 //!
 //! A flow is identified by its [`FlowKey`] within a [`Zone`] (one zone per network, so
 //! that overlapping container addresses on different networks never collide), as
 //! Linux nf_conntrack zones do.
 
 #![forbid(unsafe_code)]
+
+mod table;
+
+pub use table::{
+    Conntrack, ConntrackConfig, Counters, Direction, EntryInfo, FlowId, Refused, State, TcpFlags, Timeouts,
+    Tracked,
+};
+pub use tapnet_wire::Instant;
 
 use std::net::IpAddr;
 
