@@ -36,6 +36,7 @@ mod counters;
 #[doc(hidden)]
 pub mod fuzzing;
 mod mac_table;
+pub mod router;
 
 pub use bridge::{
     ConfigError, MacEntry, NetworkConfig, NetworkId, PortId, PortRole, Switch, SwitchConfig,
