@@ -13,13 +13,13 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use tapnet_wire::MacAddr;
 
 use crate::port::InterfaceConfig;
@@ -59,6 +59,11 @@ pub(crate) struct NsRequest {
     pub(crate) address: Ipv4Net,
     pub(crate) gateway: Ipv4Addr,
     pub(crate) mtu: u32,
+    /// See [`InterfaceConfig::configure`].
+    pub(crate) configure: bool,
+    /// See [`InterfaceConfig::attach_existing`].
+    pub(crate) attach_existing: bool,
+    pub(crate) ipv6: Option<(Ipv6Net, Ipv6Addr)>,
 }
 
 impl NsRequest {
@@ -93,7 +98,19 @@ impl NsRequest {
             self.gateway.to_string(),
             "--mtu".to_owned(),
             self.mtu.to_string(),
+            "--configure".to_owned(),
+            u8::from(self.configure).to_string(),
+            "--attach-existing".to_owned(),
+            u8::from(self.attach_existing).to_string(),
         ]);
+        if let Some((address6, gateway6)) = &self.ipv6 {
+            args.extend([
+                "--address6".to_owned(),
+                address6.to_string(),
+                "--gateway6".to_owned(),
+                gateway6.to_string(),
+            ]);
+        }
         args
     }
 
@@ -133,6 +150,18 @@ impl NsRequest {
         let address = parse("address", take("address")?)?;
         let gateway = parse("gateway", take("gateway")?)?;
         let mtu = parse("mtu", take("mtu")?)?;
+        let flag = |key: &str, value: &str| match value {
+            "0" => Ok(false),
+            "1" => Ok(true),
+            _ => Err(format!("invalid --{key} {value:?}")),
+        };
+        let configure = flag("configure", take("configure")?)?;
+        let attach_existing = flag("attach-existing", take("attach-existing")?)?;
+        let ipv6 = match (pairs.remove("address6"), pairs.remove("gateway6")) {
+            (Some(a), Some(g)) => Some((parse("address6", a)?, parse("gateway6", g)?)),
+            (None, None) => None,
+            _ => return Err("--address6 and --gateway6 go together".to_owned()),
+        };
         let ifname = pairs.remove("ifname").map(str::to_owned);
         if let Some(extra) = pairs.keys().next() {
             return Err(format!("unknown argument --{extra}"));
@@ -146,6 +175,9 @@ impl NsRequest {
             address,
             gateway,
             mtu,
+            configure,
+            attach_existing,
+            ipv6,
         })
     }
 }
@@ -249,6 +281,9 @@ pub(crate) fn run_helper(
         address: config.address,
         gateway: config.gateway,
         mtu: config.mtu,
+        configure: config.configure,
+        attach_existing: config.attach_existing,
+        ipv6: config.ipv6,
     };
     let mut cmd = Command::new("/proc/self/exe");
     // argv[0] "tapnet": the daemon may have been started as `slirp4netns`.
@@ -363,9 +398,11 @@ fn serve(req: &NsRequest) -> Result<(String, Option<OwnedFd>), NsFailure> {
         .map_err(|e| NsFailure::Other(format!("open rtnetlink socket: {}", describe(&e))))?;
     match &req.op {
         NsOp::Tap => {
-            let tap = open_tap(&mut rt, req.ifname.as_deref())?;
+            let tap = open_tap(&mut rt, req.ifname.as_deref(), req.attach_existing)?;
             let ifname = tap.name().to_owned();
-            configure(&mut rt, &ifname, req)?;
+            if req.configure {
+                configure(&mut rt, &ifname, req)?;
+            }
             Ok((ifname, Some(tap.into_fd())))
         }
         NsOp::Veth { peer } => {
@@ -408,7 +445,19 @@ fn no_free_name() -> NsFailure {
 }
 
 /// Creates the TAP under the requested name or the first free `ethN`.
-fn open_tap(rt: &mut RouteSocket, requested: Option<&str>) -> Result<Tap, NsFailure> {
+fn open_tap(
+    rt: &mut RouteSocket,
+    requested: Option<&str>,
+    attach_existing: bool,
+) -> Result<Tap, NsFailure> {
+    if let (Some(name), true) = (requested, attach_existing) {
+        // Create it, or attach to the device of that name if there is one.
+        let options = TapOptions {
+            exclusive: false,
+            ..TapOptions::default()
+        };
+        return Tap::open(name, options).map_err(|e| tap_failure(name.to_owned(), e));
+    }
     for name in candidates(requested) {
         let lookup = rt.link_index(&name).map_err(|e| NsFailure::Configure {
             ifname: name.clone(),
@@ -424,32 +473,33 @@ fn open_tap(rt: &mut RouteSocket, requested: Option<&str>) -> Result<Tap, NsFail
             Ok(tap) => return Ok(tap),
             // Someone created it between our look-up and TUNSETIFF.
             Err(TapError::NameTaken(_)) if requested.is_none() => continue,
-            Err(TapError::NameTaken(n)) => return Err(NsFailure::NameTaken(n)),
-            Err(TapError::Open(e)) if e.kind() == io::ErrorKind::PermissionDenied => {
-                return Err(NsFailure::TunPermission(describe(&e)));
-            }
-            Err(TapError::Open(e)) => {
-                return Err(NsFailure::Other(format!(
-                    "open {}: {}",
-                    crate::sys::tap::TUN_PATH,
-                    describe(&e)
-                )));
-            }
-            Err(TapError::SetIff { source, .. }) => {
-                return Err(NsFailure::Configure {
-                    ifname: name,
-                    message: format!("create TAP: {}", describe(&source)),
-                });
-            }
-            Err(e) => {
-                return Err(NsFailure::Configure {
-                    ifname: name,
-                    message: e.to_string(),
-                });
-            }
+            Err(e) => return Err(tap_failure(name, e)),
         }
     }
     Err(no_free_name())
+}
+
+/// The failure to report for a TAP that could not be opened under `name`.
+fn tap_failure(name: String, e: TapError) -> NsFailure {
+    match e {
+        TapError::NameTaken(n) => NsFailure::NameTaken(n),
+        TapError::Open(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            NsFailure::TunPermission(describe(&e))
+        }
+        TapError::Open(e) => NsFailure::Other(format!(
+            "open {}: {}",
+            crate::sys::tap::TUN_PATH,
+            describe(&e)
+        )),
+        TapError::SetIff { source, .. } => NsFailure::Configure {
+            ifname: name,
+            message: format!("create TAP: {}", describe(&source)),
+        },
+        e => NsFailure::Configure {
+            ifname: name,
+            message: e.to_string(),
+        },
+    }
 }
 
 /// Renames the veth peer `peer` to the requested name or the first free `ethN`.
@@ -533,6 +583,12 @@ fn configure(rt: &mut RouteSocket, ifname: &str, req: &NsRequest) -> Result<(), 
         rt.add_ipv4_default_route(index, req.gateway)
             .map_err(|e| fail(format!("add default route via {}", req.gateway), e))?;
     }
+    if let Some((address6, gateway6)) = req.ipv6 {
+        rt.add_ipv6_address(index, address6.addr(), address6.prefix_len())
+            .map_err(|e| fail(format!("add address {address6}"), e))?;
+        rt.add_ipv6_default_route(index, gateway6)
+            .map_err(|e| fail(format!("add default route via {gateway6}"), e))?;
+    }
     Ok(())
 }
 
@@ -550,7 +606,19 @@ mod tests {
             address: "10.88.0.2/16".parse().unwrap(),
             gateway: Ipv4Addr::new(10, 88, 0, 1),
             mtu: 1500,
+            configure: true,
+            attach_existing: false,
+            ipv6: None,
         }
+    }
+
+    #[test]
+    fn optional_arguments_round_trip() {
+        let mut req = sample(NsOp::Tap, Some("tap0"));
+        req.configure = false;
+        req.attach_existing = true;
+        req.ipv6 = Some(("fd00::100/64".parse().unwrap(), "fd00::2".parse().unwrap()));
+        assert_eq!(NsRequest::from_args(&os(&req.to_args())).unwrap(), req);
     }
 
     fn os(args: &[String]) -> Vec<OsString> {
@@ -578,7 +646,7 @@ mod tests {
         assert_eq!(
             sample(NsOp::Tap, Some("eth1")).to_args().join(" "),
             "--netns-fd 7 --socket-fd 9 --kind tap --ifname eth1 --mac 02:42:0a:58:00:02 \
-             --address 10.88.0.2/16 --gateway 10.88.0.1 --mtu 1500"
+             --address 10.88.0.2/16 --gateway 10.88.0.1 --mtu 1500 --configure 1 --attach-existing 0"
         );
     }
 
@@ -589,7 +657,7 @@ mod tests {
         missing.truncate(missing.len() - 2);
         assert_eq!(
             NsRequest::from_args(&os(&missing)).unwrap_err(),
-            "missing --mtu"
+            "missing --attach-existing"
         );
         let mut extra = good.clone();
         extra.extend(["--bogus".to_owned(), "1".to_owned()]);

@@ -12,12 +12,12 @@
 //! unless the namespace already has one (the first network wins).
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use tapnet_wire::MacAddr;
 
 use crate::nshelper::{self, NsFailure, NsOp, describe};
@@ -76,6 +76,36 @@ pub(crate) struct InterfaceConfig {
     /// Default route via this address, unless the namespace already has a default route.
     pub(crate) gateway: Ipv4Addr,
     pub(crate) mtu: u32,
+    /// Configure the interface at all. `false` only opens the TAP and leaves it to the
+    /// caller (slirp4netns without `--configure`, as rootlesskit expects).
+    pub(crate) configure: bool,
+    /// Attach to an existing TAP of the requested name (one that rootlesskit created)
+    /// instead of failing because the name is taken.
+    pub(crate) attach_existing: bool,
+    /// An IPv6 address and default gateway, added without duplicate address detection.
+    pub(crate) ipv6: Option<(Ipv6Net, Ipv6Addr)>,
+}
+
+impl InterfaceConfig {
+    /// A configured interface with IPv4 only, the common case.
+    pub(crate) fn ipv4(
+        ifname: Option<String>,
+        mac: MacAddr,
+        address: Ipv4Net,
+        gateway: Ipv4Addr,
+        mtu: u32,
+    ) -> Self {
+        Self {
+            ifname,
+            mac,
+            address,
+            gateway,
+            mtu,
+            configure: true,
+            attach_existing: false,
+            ipv6: None,
+        }
+    }
 }
 
 /// An attached port: the fd the datapath reads and writes whole frames on (non-blocking).

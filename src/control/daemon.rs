@@ -226,13 +226,13 @@ impl Daemon {
         };
         let plan = self.registry.plan_connect(req, netns, &default_name)?;
         let host_ifname = format!("tn{:x}v{:x}", std::process::id(), plan.port.0);
-        let config = InterfaceConfig {
-            ifname: plan.ifname.clone(),
-            mac: plan.mac,
-            address: plan.address,
-            gateway: plan.gateway,
-            mtu: plan.mtu,
-        };
+        let config = InterfaceConfig::ipv4(
+            plan.ifname.clone(),
+            plan.mac,
+            plan.address,
+            plan.gateway,
+            plan.mtu,
+        );
         self.registry.skip_port(plan.port);
         let attached =
             port::attach(&target, plan.kind, &config, &host_ifname).map_err(|e| e.to_string())?;

@@ -19,12 +19,15 @@ use rustix::io::Errno;
 use tapnet_switch::{PortId, SwitchConfig};
 use tapnet_wire::Instant;
 
-use super::pipeline::{Command, Egress, Flow, Pipeline, PortBackend, Reply};
+use super::pipeline::{Command, DirectWrite, Egress, Flow, Pipeline, PortBackend, Reply};
 use super::{EPOLL_RX_BUDGET, PortIo, RX_BUF_LEN};
+use crate::engine::PacketLink;
 use crate::sys::uring::monotonic_now;
 
 /// The epoll user data of the wake-up eventfd (ports use their generation and id).
 const WAKE: u64 = u64::MAX;
+/// The epoll user data of the uplink's readiness eventfd.
+const UPLINK: u64 = u64::MAX - 1;
 /// Readiness events taken per `epoll_wait`.
 const EVENTS: usize = 256;
 
@@ -76,6 +79,14 @@ impl PortBackend for Io {
     }
 }
 
+impl DirectWrite<EpollPort> for Io {
+    fn write_now(&self, port: &EpollPort, frame: &[u8]) -> Result<(), i32> {
+        rustix::io::write(&port.fd, frame)
+            .map(|_| ())
+            .map_err(|e| e.raw_os_error())
+    }
+}
+
 /// One epoll pipeline thread.
 pub(crate) struct EpollLoop {
     pipeline: Pipeline<EpollPort>,
@@ -97,7 +108,11 @@ impl std::fmt::Debug for EpollLoop {
 }
 
 impl EpollLoop {
-    pub(crate) fn new(config: SwitchConfig, wake: OwnedFd) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        config: SwitchConfig,
+        wake: OwnedFd,
+        uplink: Option<PacketLink>,
+    ) -> anyhow::Result<Self> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).context("epoll_create")?;
         epoll::add(
             &epoll,
@@ -106,8 +121,19 @@ impl EpollLoop {
             epoll::EventFlags::IN,
         )
         .context("add the eventfd to the epoll set")?;
+        let mut pipeline = Pipeline::new(config);
+        if let Some(link) = uplink {
+            epoll::add(
+                &epoll,
+                link.readiness_fd(),
+                epoll::EventData::new_u64(UPLINK),
+                epoll::EventFlags::IN,
+            )
+            .context("add the uplink to the epoll set")?;
+            pipeline.set_uplink(link);
+        }
         Ok(Self {
-            pipeline: Pipeline::new(config),
+            pipeline,
             io: Io { epoll, next_gen: 0 },
             wake,
             rx_buf: vec![0u8; RX_BUF_LEN].into_boxed_slice(),
@@ -143,11 +169,16 @@ impl EpollLoop {
                 if data == WAKE {
                     super::drain_wake(self.wake.as_fd());
                     self.handle_commands(now, commands);
+                } else if data == UPLINK {
+                    if let Some(fd) = self.pipeline.uplink_fd() {
+                        super::drain_wake(fd);
+                    }
+                    self.pipeline.service(now, &self.io);
                 } else {
                     self.read_port(now, data);
                 }
             }
-            self.pipeline.handle_timeout(now);
+            self.pipeline.handle_timeout(now, &self.io);
         }
         // Close every port fd, then answer.
         drop(self.pipeline.take_ports());
@@ -191,7 +222,8 @@ impl EpollLoop {
                 }
             };
             let frame = &self.rx_buf[..len];
-            self.pipeline.handle_rx(now, port, frame, &mut self.egress);
+            self.pipeline
+                .handle_rx(now, port, frame, &mut self.egress, &self.io);
             for &out in self.egress.ports() {
                 let Some(target) = self.pipeline.port(out) else {
                     continue;

@@ -22,8 +22,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::engine::PacketLink;
 use anyhow::{Context, anyhow};
 use crossbeam_channel::{Receiver, Sender};
+pub(crate) use pipeline::Gateway;
 use rustix::event::{EventfdFlags, eventfd};
 use tapnet_switch::{
     DropReason, MacEntry, NetworkConfig, NetworkId, PortCounters, PortId, PortRole, SwitchConfig,
@@ -106,13 +108,24 @@ pub(crate) struct Datapath {
 impl Datapath {
     /// Starts the datapath thread; logs which backend it uses.
     pub(crate) fn spawn(choice: BackendChoice, config: SwitchConfig) -> anyhow::Result<Self> {
-        Self::spawn_tuned(choice, config, Tuning::default())
+        Self::spawn_tuned(choice, config, Tuning::default(), None)
+    }
+
+    /// Starts the datapath thread with an uplink: packets the router routes out go to
+    /// it, and what it sends back is routed into the networks.
+    pub(crate) fn spawn_with_uplink(
+        choice: BackendChoice,
+        config: SwitchConfig,
+        uplink: PacketLink,
+    ) -> anyhow::Result<Self> {
+        Self::spawn_tuned(choice, config, Tuning::default(), Some(uplink))
     }
 
     pub(crate) fn spawn_tuned(
         choice: BackendChoice,
         config: SwitchConfig,
         tuning: Tuning,
+        uplink: Option<PacketLink>,
     ) -> anyhow::Result<Self> {
         let wake = Arc::new(
             eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
@@ -123,7 +136,17 @@ impl Datapath {
         let thread_wake = Arc::clone(&wake);
         let thread = std::thread::Builder::new()
             .name("tapnet-datapath".into())
-            .spawn(move || run(choice, config, tuning, &thread_wake, &rx, &started_tx))
+            .spawn(move || {
+                run(
+                    choice,
+                    config,
+                    tuning,
+                    uplink,
+                    &thread_wake,
+                    &rx,
+                    &started_tx,
+                )
+            })
             .context("spawn the datapath thread")?;
         match started_rx.recv() {
             Ok(Ok(backend)) => Ok(Self {
@@ -160,7 +183,18 @@ impl Datapath {
     }
 
     pub(crate) fn add_network(&self, net: NetworkId, config: NetworkConfig) -> anyhow::Result<()> {
-        self.call(|r| Command::AddNetwork(net, config, r))
+        self.call(|r| Command::AddNetwork(net, config, None, r))
+    }
+
+    /// Adds a network whose gateway the router serves, behind the virtual port
+    /// `gateway.port`.
+    pub(crate) fn add_routed_network(
+        &self,
+        net: NetworkId,
+        config: NetworkConfig,
+        gateway: Gateway,
+    ) -> anyhow::Result<()> {
+        self.call(|r| Command::AddNetwork(net, config, Some(Box::new(gateway)), r))
     }
 
     pub(crate) fn remove_network(&self, net: NetworkId) -> anyhow::Result<()> {
@@ -238,6 +272,7 @@ fn run(
     choice: BackendChoice,
     config: SwitchConfig,
     tuning: Tuning,
+    mut uplink: Option<PacketLink>,
     wake: &Arc<OwnedFd>,
     commands: &Receiver<Command>,
     started: &Sender<anyhow::Result<&'static str>>,
@@ -254,6 +289,12 @@ fn run(
         // creating task may submit.
         match uring::UringLoop::new(config.clone(), wake_fd, tuning) {
             Ok(mut lp) => {
+                if let Some(link) = uplink.take()
+                    && let Err(e) = lp.set_uplink(link)
+                {
+                    let _ = started.send(Err(anyhow!("connect the uplink to io_uring: {e}")));
+                    return;
+                }
                 tracing::info!("datapath: io_uring");
                 let _ = started.send(Ok("io_uring"));
                 lp.run(commands);
@@ -277,7 +318,7 @@ fn run(
             return;
         }
     };
-    match epoll::EpollLoop::new(config, wake_fd) {
+    match epoll::EpollLoop::new(config, wake_fd, uplink) {
         Ok(mut lp) => {
             let _ = started.send(Ok("epoll"));
             lp.run(commands);

@@ -16,12 +16,19 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::OwnedFd;
 
 use anyhow::anyhow;
+use tapnet_switch::router::{
+    Router, RouterConfig, RouterNetwork, RouterVerdict, TransmitTo, UplinkVerdict,
+};
 use tapnet_switch::{
     MacEntry, NetworkConfig, NetworkId, PortId, PortRole, Switch, SwitchConfig, Verdict,
 };
 use tapnet_wire::Instant;
 
 use super::{PortIo, PortStats};
+use crate::engine::PacketLink;
+
+/// Room for an Ethernet header in front of an IP packet of up to 64 KiB.
+const SCRATCH_LEN: usize = 14 + 65536 + 64;
 
 /// Where a command's answer goes.
 pub(crate) type Reply<T> = crossbeam_channel::Sender<anyhow::Result<T>>;
@@ -29,7 +36,8 @@ pub(crate) type Reply<T> = crossbeam_channel::Sender<anyhow::Result<T>>;
 /// A control-plane request, executed on the datapath thread.
 #[derive(Debug)]
 pub(crate) enum Command {
-    AddNetwork(NetworkId, NetworkConfig, Reply<()>),
+    /// A network; with a gateway, the router serves it behind a virtual port.
+    AddNetwork(NetworkId, NetworkConfig, Option<Box<Gateway>>, Reply<()>),
     RemoveNetwork(NetworkId, Reply<()>),
     AddPort {
         port: PortId,
@@ -43,6 +51,21 @@ pub(crate) enum Command {
     Macs(NetworkId, Reply<Vec<MacEntry>>),
     Stats(Reply<Vec<PortStats>>),
     Shutdown(Reply<()>),
+}
+
+/// A network's gateway: the router's leg on it, attached to the switch as a virtual
+/// port (no fd) of role `Gateway`.
+#[derive(Debug, Clone)]
+pub(crate) struct Gateway {
+    pub(crate) port: PortId,
+    pub(crate) network: RouterNetwork,
+}
+
+/// Writes a frame that the pipeline produced itself (a router answer, a packet from
+/// the uplink) to a port at once, outside the backend's batched receive path.
+pub(crate) trait DirectWrite<H> {
+    /// Writes one whole frame; the error is an errno.
+    fn write_now(&self, port: &H, frame: &[u8]) -> Result<(), i32>;
 }
 
 /// What the backend does with ports' file descriptors.
@@ -115,6 +138,19 @@ type PortMap<H> = HashMap<PortId, PortEntry<H>, BuildHasherDefault<PortIdHasher>
 pub(crate) struct Pipeline<H> {
     switch: Switch,
     ports: PortMap<H>,
+    /// Created with the first network that has a gateway.
+    router: Option<Router>,
+    /// Virtual gateway ports and their networks.
+    gateways: HashMap<PortId, NetworkId, BuildHasherDefault<PortIdHasher>>,
+    /// The way out: host-socket egress (rootless), if any.
+    uplink: Option<PacketLink>,
+    /// Work buffer for frames the router reads and rewrites (received frames may be
+    /// shared by several in-flight writes, so the router never touches them).
+    scratch: Box<[u8]>,
+    /// Egress of a frame the pipeline produced.
+    inject_egress: Egress,
+    /// Packets for the uplink dropped because its queue was full or there is none.
+    uplink_drops: u64,
 }
 
 impl<H> Pipeline<H> {
@@ -125,35 +161,173 @@ impl<H> Pipeline<H> {
         Self {
             switch: Switch::with_hash_seed(config, seed),
             ports: PortMap::default(),
+            router: None,
+            gateways: HashMap::default(),
+            uplink: None,
+            scratch: vec![0u8; SCRATCH_LEN].into_boxed_slice(),
+            inject_egress: Egress::default(),
+            uplink_drops: 0,
         }
     }
 
+    /// Connects the uplink (host-socket egress).
+    pub(crate) fn set_uplink(&mut self, uplink: PacketLink) {
+        self.uplink = Some(uplink);
+    }
+
+    /// The uplink's readiness fd, for the backend to poll.
+    pub(crate) fn uplink_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.uplink.as_ref().map(PacketLink::readiness_fd)
+    }
+
     /// Runs one received frame through the switch and fills `egress` with the ports
-    /// to send it to (every one of them attached here). Allocation-free.
-    pub(crate) fn handle_rx(
+    /// to send it to (every one of them attached here). A frame for a network's
+    /// gateway also goes through the router; what that produces is written at once
+    /// with `writer`. Allocation-free.
+    pub(crate) fn handle_rx<W: DirectWrite<H>>(
         &mut self,
         now: Instant,
         ingress: PortId,
         frame: &[u8],
         egress: &mut Egress,
+        writer: &W,
     ) {
         egress.ports.clear();
+        let mut gateway = None;
         match self.switch.handle_frame(now, ingress, frame) {
             Verdict::Forward(port) => {
                 if self.ports.contains_key(&port) {
                     egress.ports.push(port);
+                } else if self.gateways.contains_key(&port) {
+                    gateway = Some(port);
                 }
             }
             Verdict::Flood(ports) => {
-                let known = &self.ports;
-                egress
-                    .ports
-                    .extend(ports.iter().copied().filter(|p| known.contains_key(p)));
+                for &port in ports {
+                    if self.ports.contains_key(&port) {
+                        egress.ports.push(port);
+                    } else if self.gateways.contains_key(&port) {
+                        gateway = Some(port);
+                    }
+                }
             }
             Verdict::Drop(reason) => {
                 tracing::trace!(?ingress, ?reason, "drop");
             }
         }
+        if let Some(port) = gateway {
+            self.route(now, port, frame, writer);
+        }
+    }
+
+    /// Hands a frame that reached gateway `port` to the router and acts on its verdict.
+    fn route<W: DirectWrite<H>>(&mut self, now: Instant, port: PortId, frame: &[u8], writer: &W) {
+        let (Some(router), Some(&net)) = (self.router.as_mut(), self.gateways.get(&port)) else {
+            return;
+        };
+        let Some(scratch) = self.scratch.get_mut(..frame.len()) else {
+            return;
+        };
+        scratch.copy_from_slice(frame);
+        match router.handle_frame(now, net, scratch) {
+            RouterVerdict::Uplink { packet } => {
+                let sent = match (&self.uplink, self.scratch.get(packet)) {
+                    (Some(link), Some(packet)) => link.send(net, packet),
+                    _ => false,
+                };
+                if !sent {
+                    self.uplink_drops += 1;
+                }
+            }
+            RouterVerdict::Reply { len } => self.inject(now, port, len, writer),
+            RouterVerdict::Consumed => {}
+            RouterVerdict::Drop(reason) => tracing::trace!(?net, ?reason, "router drop"),
+        }
+        self.service(now, writer);
+    }
+
+    /// Sends the frame in `scratch[..len]` into the network from gateway `port`.
+    fn inject<W: DirectWrite<H>>(&mut self, now: Instant, port: PortId, len: usize, writer: &W) {
+        let Some(frame) = self.scratch.get(..len) else {
+            return;
+        };
+        self.inject_egress.ports.clear();
+        match self.switch.handle_frame(now, port, frame) {
+            Verdict::Forward(out) => self.inject_egress.ports.push(out),
+            Verdict::Flood(outs) => self.inject_egress.ports.extend_from_slice(outs),
+            Verdict::Drop(reason) => tracing::trace!(?port, ?reason, "drop injected frame"),
+        }
+        for &out in &self.inject_egress.ports {
+            let Some(entry) = self.ports.get_mut(&out) else {
+                continue;
+            };
+            if let Err(errno) = writer.write_now(&entry.io, frame) {
+                entry.tx_errors += 1;
+                tracing::trace!(?out, errno, "direct write failed");
+            }
+        }
+    }
+
+    /// Moves what waits outside the receive path: packets from the uplink into the
+    /// networks, and frames the router generated. Call after every batch and when the
+    /// uplink is readable.
+    pub(crate) fn service<W: DirectWrite<H>>(&mut self, now: Instant, writer: &W) {
+        if self.router.is_none() {
+            return;
+        }
+        loop {
+            let mut progress = false;
+            let received = self
+                .uplink
+                .as_ref()
+                .and_then(|l| l.recv(&mut self.scratch[14..]));
+            if let Some((net, len)) = received {
+                progress = true;
+                let verdict = match self.router.as_mut() {
+                    Some(router) => router.handle_uplink(now, net, &mut self.scratch[..14 + len]),
+                    None => return,
+                };
+                if let (Some(port), UplinkVerdict::ToNetwork { len }) =
+                    (self.gateway_of(net), verdict)
+                {
+                    self.inject(now, port, len, writer);
+                }
+            }
+            let transmit = self
+                .router
+                .as_mut()
+                .and_then(|r| r.poll_transmit(now, &mut self.scratch));
+            if let Some(t) = transmit {
+                progress = true;
+                match t.to {
+                    TransmitTo::Network => {
+                        if let Some(port) = self.gateway_of(t.net) {
+                            self.inject(now, port, t.len, writer);
+                        }
+                    }
+                    TransmitTo::Uplink => {
+                        let sent = self
+                            .uplink
+                            .as_ref()
+                            .is_some_and(|l| l.send(t.net, &self.scratch[..t.len]));
+                        if !sent {
+                            self.uplink_drops += 1;
+                        }
+                    }
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    /// The gateway port of a network.
+    fn gateway_of(&self, net: NetworkId) -> Option<PortId> {
+        self.gateways
+            .iter()
+            .find(|(_, n)| **n == net)
+            .map(|(p, _)| *p)
     }
 
     /// Counts a write to `port` that failed or could not be queued. `errno` (0 when
@@ -212,14 +386,25 @@ impl<H> Pipeline<H> {
 
     /// When `handle_timeout` is next due.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.switch.poll_timeout()
+        let router = self.router.as_ref().and_then(Router::poll_timeout);
+        match (self.switch.poll_timeout(), router) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Runs the switch's timers if due. Call once per batch, after the frames.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+    /// Runs the switch's and the router's timers if due. Call once per batch, after
+    /// the frames.
+    pub(crate) fn handle_timeout<W: DirectWrite<H>>(&mut self, now: Instant, writer: &W) {
         if self.switch.poll_timeout().is_some_and(|t| t <= now) {
             self.switch.handle_timeout(now);
         }
+        if let Some(router) = self.router.as_mut()
+            && router.poll_timeout().is_some_and(|t| t <= now)
+        {
+            router.handle_timeout(now);
+        }
+        self.service(now, writer);
     }
 
     /// Executes one control command.
@@ -228,11 +413,11 @@ impl<H> Pipeline<H> {
         B: PortBackend<Port = H>,
     {
         match cmd {
-            Command::AddNetwork(net, config, reply) => {
-                let _ = reply.send(self.switch.add_network(net, config).map_err(Into::into));
+            Command::AddNetwork(net, config, gateway, reply) => {
+                let _ = reply.send(self.add_network(net, config, gateway));
             }
             Command::RemoveNetwork(net, reply) => {
-                let _ = reply.send(self.switch.remove_network(net).map_err(Into::into));
+                let _ = reply.send(self.remove_network(net));
             }
             Command::AddPort {
                 port,
@@ -261,6 +446,55 @@ impl<H> Pipeline<H> {
             Command::Shutdown(reply) => return Flow::Shutdown(reply),
         }
         Flow::Continue
+    }
+
+    fn add_network(
+        &mut self,
+        net: NetworkId,
+        config: NetworkConfig,
+        gateway: Option<Box<Gateway>>,
+    ) -> anyhow::Result<()> {
+        self.switch.add_network(net, config)?;
+        let Some(Gateway { port, network }) = gateway.map(|g| *g) else {
+            return Ok(());
+        };
+        let router = self
+            .router
+            .get_or_insert_with(|| Router::new(RouterConfig::default()));
+        let added = self
+            .switch
+            .add_port(port, net, PortRole::Gateway)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| {
+                router
+                    .add_network(net, network)
+                    .map_err(anyhow::Error::from)
+            });
+        if let Err(e) = added {
+            // Leave nothing behind: the command failed as a whole.
+            let _ = self.switch.remove_port(port);
+            let _ = self.switch.remove_network(net);
+            return Err(e);
+        }
+        self.gateways.insert(port, net);
+        Ok(())
+    }
+
+    fn remove_network(&mut self, net: NetworkId) -> anyhow::Result<()> {
+        if let Some(port) = self.gateway_of(net) {
+            self.switch.remove_port(port)?;
+            if let Err(e) = self.switch.remove_network(net) {
+                // Still in use by containers: put the gateway back.
+                let _ = self.switch.add_port(port, net, PortRole::Gateway);
+                return Err(e.into());
+            }
+            self.gateways.remove(&port);
+            if let Some(router) = self.router.as_mut() {
+                let _ = router.remove_network(net);
+            }
+            return Ok(());
+        }
+        Ok(self.switch.remove_network(net)?)
     }
 
     fn add_port<B>(

@@ -26,8 +26,9 @@ use crossbeam_channel::Receiver;
 use tapnet_switch::{PortId, SwitchConfig};
 use tapnet_wire::Instant;
 
-use super::pipeline::{Command, Egress, Flow, Pipeline, PortBackend, Reply};
+use super::pipeline::{Command, DirectWrite, Egress, Flow, Pipeline, PortBackend, Reply};
 use super::{PortIo, RX_BUF_LEN, RX_SLOTS_PER_PORT, Tuning};
+use crate::engine::PacketLink;
 use crate::sys::uring::{
     BufId, Completion, CompletionKind, FileId, Ring, SetupMode, monotonic_now,
 };
@@ -40,6 +41,7 @@ const KIND_READ: u64 = 0;
 const KIND_WRITE: u64 = 1;
 const KIND_POLL: u64 = 2;
 const KIND_WAKE: u64 = 3;
+const KIND_UPLINK: u64 = 4;
 
 /// A tag: kind, port generation (so completions for a removed port, or an earlier
 /// port with the same id, are recognised), slot, port id.
@@ -186,12 +188,23 @@ impl Io {
     }
 }
 
+impl DirectWrite<UringPort> for Io {
+    fn write_now(&self, port: &UringPort, frame: &[u8]) -> Result<(), i32> {
+        let fd = self.ring.file_fd(port.file).ok_or(libc::EBADF)?;
+        rustix::io::write(fd, frame)
+            .map(|_| ())
+            .map_err(|e| e.raw_os_error())
+    }
+}
+
 /// One io_uring pipeline thread.
 #[derive(Debug)]
 pub(crate) struct UringLoop {
     pipeline: Pipeline<UringPort>,
     io: Io,
     wake: FileId,
+    /// The uplink's readiness eventfd, polled like `wake`.
+    uplink: Option<FileId>,
     egress: Egress,
     completions: Vec<Completion>,
     shutdown: Option<Reply<()>>,
@@ -201,6 +214,7 @@ impl UringLoop {
     /// Creates the ring (on the calling thread, which must be the one to run it).
     pub(crate) fn new(config: SwitchConfig, wake_fd: OwnedFd, tuning: Tuning) -> io::Result<Self> {
         let mut ring = Ring::new(RING_ENTRIES)?;
+        let pipeline = Pipeline::new(config);
         if ring.setup_mode() != SetupMode::DeferTaskrun {
             tracing::debug!(mode = ?ring.setup_mode(), "io_uring: DEFER_TASKRUN unavailable");
         }
@@ -208,7 +222,8 @@ impl UringLoop {
         ring.push_poll_in(wake, tag(KIND_WAKE, PortId(0), 0, 0))
             .map_err(io::Error::other)?;
         Ok(Self {
-            pipeline: Pipeline::new(config),
+            pipeline,
+            uplink: None,
             io: Io {
                 ring,
                 tuning,
@@ -221,6 +236,19 @@ impl UringLoop {
             completions: Vec::new(),
             shutdown: None,
         })
+    }
+
+    /// Connects the uplink and starts polling its readiness eventfd.
+    pub(crate) fn set_uplink(&mut self, link: PacketLink) -> io::Result<()> {
+        let fd = link.readiness_fd().try_clone_to_owned()?;
+        let file = self.io.ring.add_file(fd);
+        self.io
+            .ring
+            .push_poll_in(file, tag(KIND_UPLINK, PortId(0), 0, 0))
+            .map_err(io::Error::other)?;
+        self.uplink = Some(file);
+        self.pipeline.set_uplink(link);
+        Ok(())
     }
 
     pub(crate) fn run(&mut self, commands: &Receiver<Command>) {
@@ -246,7 +274,7 @@ impl UringLoop {
                 self.handle_completion(now, c, commands);
             }
             self.completions = completions;
-            self.pipeline.handle_timeout(now);
+            self.pipeline.handle_timeout(now, &self.io);
             self.io.finish_closing();
         }
         self.teardown();
@@ -289,6 +317,17 @@ impl UringLoop {
                 self.handle_commands(now, commands);
                 if let Err(e) = self.io.ring.push_poll_in(self.wake, c.tag) {
                     tracing::error!("datapath: cannot re-arm the wake-up poll: {e}");
+                }
+            }
+            (KIND_UPLINK, _) => {
+                if let Some(fd) = self.uplink.and_then(|f| self.io.ring.file_fd(f)) {
+                    super::drain_wake(fd);
+                }
+                self.pipeline.service(now, &self.io);
+                if let Some(file) = self.uplink
+                    && let Err(e) = self.io.ring.push_poll_in(file, c.tag)
+                {
+                    tracing::error!("datapath: cannot re-arm the uplink poll: {e}");
                 }
             }
             (KIND_READ, CompletionKind::Read { buf }) => {
@@ -382,7 +421,8 @@ impl UringLoop {
             self.rx_slot_free(port, gen_, slot);
             return;
         };
-        self.pipeline.handle_rx(now, port, frame, &mut self.egress);
+        self.pipeline
+            .handle_rx(now, port, frame, &mut self.egress, &self.io);
         let mut queued = false;
         for &out in self.egress.ports() {
             let Some(target) = self.pipeline.port(out) else {

@@ -131,13 +131,13 @@ impl Drop for NamespaceProcess {
 }
 
 fn config(ifname: Option<&str>, last: u8, net: u8) -> InterfaceConfig {
-    InterfaceConfig {
-        ifname: ifname.map(str::to_owned),
-        mac: MacAddr::from_ipv4_docker([10, net, 0, last]),
-        address: format!("10.{net}.0.{last}/16").parse().unwrap(),
-        gateway: Ipv4Addr::new(10, net, 0, 1),
-        mtu: 1400,
-    }
+    InterfaceConfig::ipv4(
+        ifname.map(str::to_owned),
+        MacAddr::from_ipv4_docker([10, net, 0, last]),
+        format!("10.{net}.0.{last}/16").parse().unwrap(),
+        Ipv4Addr::new(10, net, 0, 1),
+        1400,
+    )
 }
 
 /// Checks the interface `ifname` in `ns` against `cfg`.

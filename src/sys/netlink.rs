@@ -13,7 +13,7 @@
 //! opened it.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
@@ -289,6 +289,41 @@ pub(crate) fn new_ipv4_default_route_message(index: u32, gateway: Ipv4Addr) -> M
     m
 }
 
+/// `IFA_F_NODAD` in `ifa_flags`: no duplicate address detection, so the address is
+/// usable at once (the switch's network has no other owner of it).
+const IFA_F_NODAD: u8 = 0x02;
+
+/// `RTM_NEWADDR` adding the IPv6 `address/prefix_len` to link `index`, without DAD.
+pub(crate) fn new_ipv6_address_message(
+    index: u32,
+    address: Ipv6Addr,
+    prefix_len: u8,
+) -> MessageBuilder {
+    let mut m = MessageBuilder::new(
+        RTM_NEWADDR,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    );
+    let mut header = ifaddrmsg(AF_INET6, prefix_len, index);
+    header[2] = IFA_F_NODAD;
+    m.header(&header);
+    m.attr(IFA_LOCAL, &address.octets())
+        .attr(IFA_ADDRESS, &address.octets());
+    m
+}
+
+/// `RTM_NEWROUTE` for `::/0 via gateway dev index`, failing with `EEXIST` if the main
+/// table already has one.
+pub(crate) fn new_ipv6_default_route_message(index: u32, gateway: Ipv6Addr) -> MessageBuilder {
+    let mut m = MessageBuilder::new(
+        RTM_NEWROUTE,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    );
+    m.header(&rtmsg_unicast(AF_INET6, 0));
+    m.attr(RTA_GATEWAY, &gateway.octets())
+        .attr_u32(RTA_OIF, index);
+    m
+}
+
 /// A reply from the kernel, split into messages.
 #[derive(Debug)]
 struct Reply<'a> {
@@ -483,6 +518,31 @@ impl RouteSocket {
         gateway: Ipv4Addr,
     ) -> io::Result<bool> {
         match self.request(new_ipv4_default_route_message(index, gateway)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl RouteSocket {
+    /// Adds an IPv6 address (without duplicate address detection) to a link.
+    pub(crate) fn add_ipv6_address(
+        &mut self,
+        index: u32,
+        address: Ipv6Addr,
+        prefix_len: u8,
+    ) -> io::Result<()> {
+        self.request(new_ipv6_address_message(index, address, prefix_len))
+    }
+
+    /// Adds an IPv6 default route via `gateway`; `false` if one exists already.
+    pub(crate) fn add_ipv6_default_route(
+        &mut self,
+        index: u32,
+        gateway: Ipv6Addr,
+    ) -> io::Result<bool> {
+        match self.request(new_ipv6_default_route_message(index, gateway)) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
             Err(e) => Err(e),

@@ -52,8 +52,11 @@ struct IfReqFlags {
 }
 
 /// Options for opening a TAP. The defaults are what tapnet uses today.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TapOptions {
+    /// `IFF_TUN_EXCL`: fail if a device of that name exists, rather than attaching to
+    /// it (a persistent TAP that rootlesskit created for slirp4netns, say).
+    pub(crate) exclusive: bool,
     /// `IFF_VNET_HDR`: prefix every frame with a `virtio_net_hdr`.
     pub(crate) vnet_hdr: bool,
     /// `IFF_MULTI_QUEUE`: allow more fds (queues) on the same device. Note that every
@@ -62,9 +65,22 @@ pub(crate) struct TapOptions {
     pub(crate) multi_queue: bool,
 }
 
+impl Default for TapOptions {
+    fn default() -> Self {
+        Self {
+            exclusive: true,
+            vnet_hdr: false,
+            multi_queue: false,
+        }
+    }
+}
+
 impl TapOptions {
     fn flags(self) -> u16 {
-        let mut flags = IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL;
+        let mut flags = IFF_TAP | IFF_NO_PI;
+        if self.exclusive {
+            flags |= IFF_TUN_EXCL;
+        }
         if self.vnet_hdr {
             flags |= IFF_VNET_HDR;
         }
@@ -242,6 +258,7 @@ mod tests {
         let all = TapOptions {
             vnet_hdr: true,
             multi_queue: true,
+            ..TapOptions::default()
         }
         .flags();
         assert_eq!(
@@ -271,6 +288,7 @@ mod tests {
             let options = TapOptions {
                 vnet_hdr: true,
                 multi_queue: true,
+                ..TapOptions::default()
             };
             let tap = Tap::open("tn-vnet0", options).unwrap();
             assert_eq!(tap.name(), "tn-vnet0");
