@@ -1,0 +1,286 @@
+//! `tapnet run` as an unprivileged user, end to end: the kernel's own stack inside the
+//! container namespace talks through tapnet's router and host-socket egress to real
+//! servers on the "host's" loopback.
+//!
+//! Each test's host is a fresh network namespace of its own (the tapnet process, its
+//! servers and a real resolver, dnsmasq, live there), so nothing touches the machine's
+//! real network and the per-namespace `net.ipv4.ping_group_range` can be set per test.
+//! `ip netns exec` bind-mounts `/etc/netns/NAME/resolv.conf` over `/etc/resolv.conf`,
+//! which is how each host gets its own resolver configuration.
+
+mod common;
+
+use common::{ChildGuard, Netns, require_root, skipped, tapnet_bin, wait_for};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const NOBODY: &str = "65534";
+
+/// A test host: a network namespace with loopback up, its own resolv.conf, and the
+/// processes it runs.
+struct Host {
+    ns: Netns,
+    etc: std::path::PathBuf,
+    children: Vec<ChildGuard>,
+}
+
+impl Host {
+    /// A host whose ICMP echo sockets are allowed (`ping_group_range` covers everyone)
+    /// or not, with a resolver on 127.0.0.77 when `dns` says so.
+    fn new(ping_sockets: bool, dns: bool) -> Self {
+        let ns = Netns::new();
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        let range = if ping_sockets { "0 2147483647" } else { "1 0" };
+        ns.exec_ok(&["sysctl", "-qw", &format!("net.ipv4.ping_group_range={range}")]);
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.lo.disable_ipv6=0"]);
+        let etc = std::path::PathBuf::from("/etc/netns").join(&ns.name);
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.77\n").unwrap();
+        let mut host = Self { ns, etc, children: Vec::new() };
+        if dns {
+            host.serve(&[
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.77",
+                "--port=53",
+                "--user=root",
+                "--address=/printer.tapnet.test/192.0.2.7",
+            ]);
+        }
+        host
+    }
+
+    /// Starts a server in the host namespace, stopped when the host is dropped.
+    fn serve(&mut self, args: &[&str]) {
+        self.children.push(self.ns.spawn(args));
+    }
+
+    /// `tapnet run ARGS` as user nobody, inside this host; with a time limit.
+    fn run(&self, args: &[&str]) -> Output {
+        let mut full = vec!["netns", "exec", &self.ns.name, "timeout", "60"];
+        full.extend(["setpriv", "--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", tapnet_bin(), "run"]);
+        full.extend_from_slice(args);
+        Command::new("ip").args(&full).stdin(Stdio::null()).output().expect("run tapnet")
+    }
+
+    /// `tapnet run ARGS -- sh -c SCRIPT`, which must succeed; returns its stdout.
+    fn run_sh(&self, args: &[&str], script: &str) -> String {
+        let mut full = args.to_vec();
+        full.extend(["--", "sh", "-c", script]);
+        let out = self.run(&full);
+        assert!(
+            out.status.success(),
+            "tapnet run {full:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.children.clear();
+        let _ = std::fs::remove_dir_all(&self.etc);
+    }
+}
+
+/// Whether unprivileged tests can run here; says loudly why not.
+fn rootless_ready(test: &str) -> bool {
+    if !require_root(test) {
+        return false;
+    }
+    let mode = std::fs::metadata("/dev/net/tun").map(|m| m.permissions().mode()).unwrap_or(0);
+    if mode & 0o006 != 0o006 {
+        skipped(&format!("{test}: /dev/net/tun is not usable by users (scripts/test.sh makes it 0666)"));
+        return false;
+    }
+    true
+}
+
+#[test]
+fn run_exits_with_the_commands_status() {
+    if !rootless_ready("run_exits_with_the_commands_status") {
+        return;
+    }
+    let host = Host::new(false, false);
+    assert_eq!(host.run(&["--", "true"]).status.code(), Some(0));
+    assert_eq!(host.run(&["--", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    let missing = host.run(&["--", "/nonexistent/command"]);
+    assert_eq!(missing.status.code(), Some(127), "{}", String::from_utf8_lossy(&missing.stderr));
+}
+
+#[test]
+fn run_configures_tap0_like_slirp4netns() {
+    if !rootless_ready("run_configures_tap0_like_slirp4netns") {
+        return;
+    }
+    let host = Host::new(false, false);
+    let out = host.run_sh(&[], "ip -o addr show tap0; ip -o link show tap0; ip route show default; id -u");
+    assert!(out.contains("inet 10.0.2.100/24"), "{out}");
+    assert!(out.contains("mtu 65520"), "{out}");
+    assert!(out.contains("default via 10.0.2.2 dev tap0"), "{out}");
+    // Root inside the namespace, mapped to nobody outside.
+    assert!(out.lines().last() == Some("0"), "{out}");
+}
+
+#[test]
+fn gateway_answers_ping_and_tcp_udp_reach_host_loopback() {
+    if !rootless_ready("gateway_answers_ping_and_tcp_udp_reach_host_loopback") {
+        return;
+    }
+    let mut host = Host::new(false, false);
+    host.serve(&["socat", "TCP-LISTEN:7001,bind=127.0.0.1,reuseaddr,fork", "SYSTEM:wc -c"]);
+    host.serve(&["socat", "TCP-LISTEN:7002,bind=127.0.0.1,reuseaddr,fork", "SYSTEM:head -c 5000000 /dev/zero"]);
+    host.serve(&["socat", "-b", "65507", "UDP-LISTEN:7003,bind=127.0.0.1,reuseaddr,fork", "PIPE"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = host.run_sh(
+        &[],
+        "ping -c 2 -W 2 10.0.2.2 >/dev/null && echo ping-ok; \
+         head -c 3000000 /dev/urandom | socat -t 10 - TCP:10.0.2.2:7001; \
+         socat -u TCP:10.0.2.2:7002 - | wc -c; \
+         echo hello-udp | socat -t 3 - UDP:10.0.2.2:7003; \
+         head -c 60000 /dev/zero | socat -b 65507 -t 3 - UDP:10.0.2.2:7003 | wc -c",
+    );
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines, ["ping-ok", "3000000", "5000000", "hello-udp", "60000"], "{out}");
+}
+
+#[test]
+fn refused_tcp_is_refused_quickly() {
+    if !rootless_ready("refused_tcp_is_refused_quickly") {
+        return;
+    }
+    let host = Host::new(false, false);
+    // Nothing listens on 7009: the guest must see a reset, not wait for a timeout.
+    let started = std::time::Instant::now();
+    let out = host.run_sh(&[], "socat -T 5 - TCP:10.0.2.2:7009,connect-timeout=5 </dev/null 2>&1; echo status=$?");
+    assert!(out.contains("Connection refused"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn dns_goes_to_the_hosts_resolver() {
+    if !rootless_ready("dns_goes_to_the_hosts_resolver") {
+        return;
+    }
+    let host = Host::new(false, true);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = host.run_sh(
+        &[],
+        "dig +short +tries=2 +time=2 @10.0.2.3 printer.tapnet.test; \
+         dig +short +tcp +tries=2 +time=2 @10.0.2.3 printer.tapnet.test; \
+         getent hosts printer.tapnet.test",
+    );
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], "192.0.2.7", "{out}");
+    assert_eq!(lines[1], "192.0.2.7", "{out}");
+    assert!(lines[2].starts_with("192.0.2.7"), "resolv.conf inside does not use 10.0.2.3: {out}");
+}
+
+#[test]
+fn icmp_echo_through_ping_sockets_or_unreachable() {
+    if !rootless_ready("icmp_echo_through_ping_sockets_or_unreachable") {
+        return;
+    }
+    // A peer namespace behind a veth on the host stands in for a remote machine.
+    for allowed in [true, false] {
+        let host = Host::new(allowed, false);
+        let peer = Netns::new();
+        let (a, b) = (common::unique("tv"), common::unique("tv"));
+        host.ns.exec_ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+        host.ns.exec_ok(&["ip", "link", "set", &b, "netns", &peer.name]);
+        host.ns.exec_ok(&["ip", "addr", "add", "10.199.0.1/24", "dev", &a]);
+        host.ns.exec_ok(&["ip", "link", "set", &a, "up"]);
+        peer.exec_ok(&["ip", "addr", "add", "10.199.0.2/24", "dev", &b]);
+        peer.exec_ok(&["ip", "link", "set", &b, "up"]);
+        let out = host.run_sh(&[], "ping -c 2 -W 2 10.199.0.2 2>&1; echo status=$?");
+        if allowed {
+            assert!(out.contains("status=0"), "ping through a ping socket failed: {out}");
+        } else {
+            assert!(!out.contains("status=0"), "{out}");
+            assert!(out.contains("Unreachable") || out.contains("unreachable"), "{out}");
+        }
+    }
+}
+
+/// Connects to `addr:port` from namespace `from` (retrying until the container's
+/// server listens) and returns what the server said.
+fn ask(from: &Netns, addr: &str, port: u16, udp: bool) -> String {
+    let target = format!("{}:{addr}:{port}", if udp { "UDP" } else { "TCP" });
+    let mut answer = String::new();
+    let ok = wait_for(Duration::from_secs(15), || {
+        let out = from.exec(&["sh", "-c", &format!("echo q | socat -t 2 - {target}")]);
+        answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        out.status.success() && !answer.is_empty()
+    });
+    assert!(ok, "no answer from {target}");
+    answer
+}
+
+#[test]
+fn published_ports_keep_the_clients_address() {
+    if !rootless_ready("published_ports_keep_the_clients_address") {
+        return;
+    }
+    let host = Host::new(false, false);
+    let remote = Netns::new();
+    let (a, b) = (common::unique("tv"), common::unique("tv"));
+    host.ns.exec_ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+    host.ns.exec_ok(&["ip", "link", "set", &b, "netns", &remote.name]);
+    host.ns.exec_ok(&["ip", "addr", "add", "10.198.0.1/24", "dev", &a]);
+    host.ns.exec_ok(&["ip", "link", "set", &a, "up"]);
+    remote.exec_ok(&["ip", "addr", "add", "10.198.0.2/24", "dev", &b]);
+    remote.exec_ok(&["ip", "link", "set", &b, "up"]);
+    remote.exec_ok(&["ip", "link", "set", "lo", "up"]);
+
+    // The container serves TCP 80 and UDP 81 (and 90-92 as a range), answering with the
+    // peer address it sees, and stays up for the clients below.
+    let script = "socat TCP-LISTEN:80,reuseaddr,fork 'SYSTEM:echo $SOCAT_PEERADDR' & \
+                  socat UDP-RECVFROM:81,fork 'SYSTEM:echo $SOCAT_PEERADDR' & \
+                  for p in 90 91 92; do socat TCP-LISTEN:$p,reuseaddr,fork \"SYSTEM:echo port-$p\" & done; \
+                  sleep 1; \
+                  echo hairpin=$(echo q | socat -t 2 - TCP:10.0.2.2:18080); \
+                  sleep 25";
+    let container = host.ns.spawn(&[
+        "timeout", "60", "setpriv", "--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", tapnet_bin(), "run",
+        "-p", "18080:80", "-p", "18081:81/udp", "-p", "127.0.0.1:18090-18092:90-92",
+        "--", "sh", "-c", script,
+    ]);
+    // From the host's loopback: slirp4netns presents such clients as the gateway.
+    assert_eq!(ask(&host.ns, "127.0.0.1", 18080, false), "10.0.2.2");
+    // From another machine: the client's real address.
+    assert_eq!(ask(&remote, "10.198.0.1", 18080, false), "10.198.0.2");
+    assert_eq!(ask(&remote, "10.198.0.1", 18081, true), "10.198.0.2");
+    // A range, bound to 127.0.0.1 only.
+    assert_eq!(ask(&host.ns, "127.0.0.1", 18091, false), "port-91");
+    assert_eq!(ask(&host.ns, "127.0.0.1", 18092, false), "port-92");
+    let refused = remote.exec(&["sh", "-c", "echo q | socat -t 2 - TCP:10.198.0.1:18091,connect-timeout=2"]);
+    assert!(!refused.status.success(), "a port bound to 127.0.0.1 answered on another address");
+    drop(container);
+}
+
+#[test]
+fn ipv6_to_host_loopback_and_gateway() {
+    if !rootless_ready("ipv6_to_host_loopback_and_gateway") {
+        return;
+    }
+    let mut host = Host::new(false, false);
+    host.serve(&["socat", "TCP6-LISTEN:7006,bind=[::1],reuseaddr,fork", "SYSTEM:wc -c"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = host.run_sh(
+        &["--ipv6"],
+        "ip -o -6 addr show tap0 scope global; \
+         ping -6 -c 2 -W 2 fd00::2 >/dev/null && echo ping6-ok; \
+         head -c 100000 /dev/urandom | socat -t 10 - TCP6:[fd00::2]:7006",
+    );
+    assert!(out.contains("fd00::100/64"), "{out}");
+    assert!(out.contains("ping6-ok"), "{out}");
+    assert!(out.lines().last().map(str::trim) == Some("100000"), "{out}");
+}
