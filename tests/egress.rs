@@ -1,0 +1,41 @@
+//! The daemon's networks have a gateway (the router answers ARP and ping for it) and
+//! leave through host sockets by default; `tapnet conntrack` lists the flows.
+//!
+//! The daemon runs in a host namespace of the test's own, where the servers it
+//! reaches listen on loopback.
+
+mod common;
+
+use common::{Daemon, Netns, require_root, wait_for};
+use std::time::Duration;
+
+#[test]
+fn daemon_network_reaches_host_loopback_and_lists_conntrack() {
+    if !require_root("daemon_network_reaches_host_loopback_and_lists_conntrack") {
+        return;
+    }
+    let host = Netns::new();
+    host.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    let _server = host.spawn(&["socat", "TCP-LISTEN:7100,bind=127.0.0.1,reuseaddr,fork", "SYSTEM:sleep 4; echo done"]);
+    let daemon = Daemon::start_wrapped("auto", None, &["ip", "netns", "exec", &host.name]);
+    daemon.cli_ok(&["network", "create", "n", "--subnet", "10.230.0.0/24"]);
+    let container = Netns::new();
+    daemon.cli_ok(&["connect", "n", "--netns", &container.path(), "--name", "web"]);
+
+    assert!(container.ping("10.230.0.1"), "the gateway does not answer ping");
+    let client = container.spawn(&["sh", "-c", "socat -t 10 - TCP:10.230.0.1:7100 </dev/null"]);
+    let mut listing = String::new();
+    let shown = wait_for(Duration::from_secs(5), || {
+        listing = daemon.cli_ok(&["conntrack"]);
+        listing.contains("ESTABLISHED") && listing.contains("dport=7100")
+    });
+    assert!(shown, "no established flow listed:\n{listing}");
+    let line = listing.lines().find(|l| l.contains("dport=7100")).unwrap();
+    assert!(line.starts_with("tcp"), "{line}");
+    assert!(line.contains("src=10.230.0.2 dst=10.230.0.1"), "{line}");
+    assert!(line.contains("[ASSURED]"), "{line}");
+    let json = daemon.json(&["conntrack", "--json"]);
+    let entries = json.as_array().expect("a JSON array");
+    assert!(!entries.is_empty(), "{json}");
+    drop(client);
+}
