@@ -61,6 +61,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run CMD in new user and network namespaces, with networking (rootless; exits with CMD's status)
+    Run(rootless::run::RunArgs),
+    /// slirp4netns's command line and JSON API (also when tapnet is invoked as `slirp4netns`)
+    #[command(disable_help_flag = true)]
+    Slirp4netns {
+        /// slirp4netns's arguments (see `tapnet slirp4netns --help`)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Create DIR/slirp4netns, a symbolic link to this executable, for podman and rootlesskit
+    InstallSlirp4netnsLink {
+        /// Directory for the link, such as ~/.local/bin or /usr/local/libexec/podman
+        dir: PathBuf,
+    },
     /// Show per-port counters: packets, bytes, errors, drops by reason
     Stats {
         /// Print JSON
@@ -243,6 +257,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             client::print_macs(call(Request::Macs { network })?, json)
         }
         Command::Stats { json } => client::print_stats(call(Request::Stats)?, json),
+        Command::Run(args) => std::process::exit(rootless::run::main(&args)),
+        Command::Slirp4netns { args } => {
+            std::process::exit(rootless::slirp::main("tapnet slirp4netns", &args))
+        }
+        Command::InstallSlirp4netnsLink { dir } => rootless::install_slirp4netns_link(&dir),
     }
 }
 
@@ -253,6 +272,7 @@ fn main() -> ExitCode {
     {
         nshelper::main();
     }
+    rootless::dispatch_early();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,5 +7,7 @@ pub(crate) mod fdpass;
 pub(crate) mod netlink;
 pub(crate) mod netns;
 pub(crate) mod packet;
+pub(crate) mod seccomp;
 pub(crate) mod tap;
 pub(crate) mod uring;
+pub(crate) mod userns;

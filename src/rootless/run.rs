@@ -1,0 +1,483 @@
+//! `tapnet run [-p ...] -- CMD ARGS...`: CMD in fresh user, network and mount
+//! namespaces with networking, as an unprivileged user (or root), with CMD's exit
+//! status.
+//!
+//! The parent spawns `/proc/self/exe __run-child FD DNS -- CMD...` in new namespaces
+//! (unshared between fork and exec), maps root in the child's user namespace to the
+//! caller (as `unshare -r`), starts the [`Stack`] against the child's network
+//! namespace (TAP `tap0`, 10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3, MTU 65520),
+//! publishes the `-p` ports, and writes one byte to the pipe FD. The child waits for
+//! that byte, bind-mounts a resolv.conf naming 10.0.2.3 over `/etc/resolv.conf` in its
+//! own mount namespace, and execs CMD. The parent forwards SIGINT, SIGTERM and SIGHUP,
+//! waits, shuts the stack down and exits with CMD's status (128 + signal if it was
+//! killed). The namespaces die with the child, the TAP with the stack's fd, and the
+//! child is killed if the parent dies (`PR_SET_PDEATHSIG`).
+//!
+//! Exit statuses of tapnet's own: 125 when the network cannot be set up, 126 when CMD
+//! cannot be executed, 127 when it is not found (as shells and `docker run`).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command};
+
+use anyhow::Context;
+use ipnet::Ipv4Net;
+
+use super::slirp::parse_cidr;
+use super::stack::{Stack, StackConfig};
+use crate::engine::ForwardProto;
+use crate::port::NetnsTarget;
+use crate::sys::userns;
+
+/// The first argument that selects the child side in `main`.
+pub(crate) const CHILD_ARG: &str = "__run-child";
+
+/// Status when tapnet itself fails before CMD runs.
+pub(crate) const EXIT_SETUP_FAILED: i32 = 125;
+const EXIT_CANNOT_EXECUTE: i32 = 126;
+const EXIT_NOT_FOUND: i32 = 127;
+
+/// `tapnet run`'s arguments.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The command runs as root of a new user namespace (the caller outside it), \
+                  on tap0 with 10.0.2.100/24, gateway 10.0.2.2 and DNS 10.0.2.3 (as slirp4netns). \
+                  Exit status: the command's; 125 if the network cannot be set up; \
+                  126/127 if the command cannot be run / is not found."
+)]
+pub(crate) struct RunArgs {
+    /// Publish a port: [HOSTIP:]HOST:CONTAINER[/tcp|/udp]; ranges HOST1-HOST2:C1-C2; IPv6 host addresses in brackets ([::1]:8080:80)
+    #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = PortSpec::parse)]
+    pub(crate) publish: Vec<PortSpec>,
+    /// MTU of tap0
+    #[arg(long, default_value_t = 65520, value_parser = clap::value_parser!(u32).range(68..=65521))]
+    pub(crate) mtu: u32,
+    /// The network: the container is .100, the gateway .2, DNS .3
+    #[arg(long, default_value = "10.0.2.0/24", value_parser = parse_cidr)]
+    pub(crate) cidr: Ipv4Net,
+    /// Enable IPv6
+    #[arg(long)]
+    pub(crate) ipv6: bool,
+    /// Prohibit connecting to the host's 127.0.0.1 through the gateway address
+    #[arg(long)]
+    pub(crate) disable_host_loopback: bool,
+    /// The command and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub(crate) command: Vec<OsString>,
+}
+
+/// One `-p` publication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PortSpec {
+    pub(crate) proto: ForwardProto,
+    pub(crate) host_addr: IpAddr,
+    pub(crate) host_port: u16,
+    pub(crate) container_port: u16,
+    /// Number of consecutive ports (1 unless a range).
+    pub(crate) count: u16,
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let range = |p: u16| {
+            if self.count > 1 {
+                format!("{p}-{}", p + (self.count - 1))
+            } else {
+                p.to_string()
+            }
+        };
+        let host = match self.host_addr {
+            IpAddr::V6(a) => format!("[{a}]"),
+            IpAddr::V4(a) => a.to_string(),
+        };
+        let proto = match self.proto {
+            ForwardProto::Tcp => "tcp",
+            ForwardProto::Udp => "udp",
+        };
+        write!(
+            f,
+            "{host}:{}:{}/{proto}",
+            range(self.host_port),
+            range(self.container_port)
+        )
+    }
+}
+
+/// Parses `8080`, `8000-8010`; returns (first, count).
+fn parse_ports(s: &str, what: &str) -> Result<(u16, u16), String> {
+    let one = |p: &str| -> Result<u16, String> {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("invalid {what} port {p:?} (1-65535)")),
+        }
+    };
+    match s.split_once('-') {
+        None => Ok((one(s)?, 1)),
+        Some((a, b)) => {
+            let (a, b) = (one(a)?, one(b)?);
+            if b < a {
+                return Err(format!(
+                    "invalid {what} port range {s:?}: the end is below the start"
+                ));
+            }
+            Ok((a, b - a + 1))
+        }
+    }
+}
+
+impl PortSpec {
+    /// Parses `[HOSTIP:]HOST:CONTAINER[/tcp|/udp]`.
+    pub(crate) fn parse(spec: &str) -> Result<Self, String> {
+        let (rest, proto) = match spec.rsplit_once('/') {
+            Some((rest, "tcp")) => (rest, ForwardProto::Tcp),
+            Some((rest, "udp")) => (rest, ForwardProto::Udp),
+            Some((_, other)) => {
+                return Err(format!("unknown protocol {other:?} (tcp or udp)"));
+            }
+            None => (spec, ForwardProto::Tcp),
+        };
+        let (host_addr, ports) = if let Some(after) = rest.strip_prefix('[') {
+            let (ip, after) = after
+                .split_once(']')
+                .ok_or_else(|| "missing ']' after the IPv6 host address".to_owned())?;
+            let ip: Ipv6Addr = ip
+                .parse()
+                .map_err(|_| format!("invalid IPv6 host address {ip:?}"))?;
+            let ports = after
+                .strip_prefix(':')
+                .ok_or_else(|| "expected ':' after the host address".to_owned())?;
+            (IpAddr::V6(ip), ports)
+        } else {
+            let parts: Vec<&str> = rest.split(':').collect();
+            match parts.as_slice() {
+                [_, _] => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), rest),
+                [ip, _, _] => {
+                    let ip: Ipv4Addr = ip
+                        .parse()
+                        .map_err(|_| format!("invalid host address {ip:?}"))?;
+                    let ports = &rest[rest.find(':').map_or(0, |i| i + 1)..];
+                    (IpAddr::V4(ip), ports)
+                }
+                [_] => {
+                    return Err(
+                        "expected HOST:CONTAINER ports (the host port is not optional)".to_owned(),
+                    );
+                }
+                _ => {
+                    return Err(
+                        "too many ':' (write IPv6 host addresses in brackets: [::1]:8080:80)"
+                            .to_owned(),
+                    );
+                }
+            }
+        };
+        let (host, container) = ports
+            .split_once(':')
+            .ok_or_else(|| "expected HOST:CONTAINER ports".to_owned())?;
+        let (host_port, host_count) = parse_ports(host, "host")?;
+        let (container_port, container_count) = parse_ports(container, "container")?;
+        if host_count != container_count {
+            return Err(format!(
+                "host port range {host} and container port range {container} have different \
+                 lengths ({host_count} and {container_count})"
+            ));
+        }
+        Ok(Self {
+            proto,
+            host_addr,
+            host_port,
+            container_port,
+            count: host_count,
+        })
+    }
+}
+
+/// The stack configuration of `tapnet run`.
+fn stack_config(args: &RunArgs, child: u32) -> StackConfig {
+    StackConfig {
+        netns: NetnsTarget::Pid(child),
+        userns: None,
+        tap_name: "tap0".to_owned(),
+        configure: true,
+        mtu: args.mtu,
+        cidr: args.cidr,
+        mac: None,
+        ipv6: args.ipv6,
+        host_loopback: !args.disable_host_loopback,
+        dns: true,
+        outbound_addr: None,
+        outbound_addr6: None,
+    }
+}
+
+/// Kills and reaps the child unless it was waited for.
+struct ChildGuard(Option<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `tapnet run`; returns the exit status.
+pub(crate) fn main(args: &RunArgs) -> i32 {
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tapnet: {e:#}");
+            EXIT_SETUP_FAILED
+        }
+    }
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<i32> {
+    let (sync_r, sync_w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("pipe")?;
+    let config = stack_config(args, 0);
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("tapnet")
+        .arg(CHILD_ARG)
+        .arg(sync_r.as_raw_fd().to_string())
+        .arg(config.dns_addr().to_string())
+        .arg("--")
+        .args(&args.command);
+    let child = userns::spawn_unshared(&mut cmd, &[sync_r.as_fd()])
+        .context("create user and network namespaces")?;
+    drop(sync_r);
+    let pid = child.id();
+    let mut guard = ChildGuard(Some(child));
+    userns::write_id_maps(pid).context("map root in the new user namespace")?;
+    let stack = Stack::start(stack_config(args, pid)).context("start the network")?;
+    let guest = IpAddr::V4(stack_config(args, pid).guest_addr());
+    for spec in &args.publish {
+        if let Err(e) = stack.add_forward(
+            spec.proto,
+            spec.host_addr,
+            spec.host_port,
+            guest,
+            spec.container_port,
+            spec.count,
+        ) {
+            stack.shutdown();
+            anyhow::bail!("publish {spec}: {e}");
+        }
+    }
+    // Forward signals to the child from a thread; the main thread waits.
+    let mut signals =
+        signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+            .context("signal handlers")?;
+    let handle = signals.handle();
+    let forwarder = std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if let Ok(p) = i32::try_from(pid) {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(p).expect("a child's pid is positive"),
+                    rustix::process::Signal::from_named_raw(sig)
+                        .unwrap_or(rustix::process::Signal::TERM),
+                );
+            }
+        }
+    });
+    let mut sync_w = std::fs::File::from(sync_w);
+    let go = sync_w.write_all(b"g");
+    drop(sync_w);
+    let status = match go {
+        Ok(()) => guard.0.as_mut().expect("not yet waited").wait(),
+        Err(e) => Err(e),
+    };
+    handle.close();
+    let _ = forwarder.join();
+    stack.shutdown();
+    let status = status.context("wait for the command")?;
+    guard.0 = None;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => EXIT_SETUP_FAILED,
+    })
+}
+
+/// The child side: `tapnet __run-child FD DNS -- CMD...` (argv[1] is `__run-child`).
+pub(crate) fn child_main(args: &[OsString]) -> ! {
+    let fail = |msg: String| -> ! {
+        eprintln!("tapnet {CHILD_ARG}: {msg} (this command is internal to tapnet)");
+        std::process::exit(EXIT_SETUP_FAILED)
+    };
+    let [_, _, fd, dns, dashdash, command @ ..] = args else {
+        fail("expected FD DNS -- CMD...".to_owned());
+    };
+    if dashdash != "--" || command.is_empty() {
+        fail("expected FD DNS -- CMD...".to_owned());
+    }
+    let fd: i32 = fd
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fail(format!("invalid fd {fd:?}")));
+    let dns: IpAddr = dns
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fail(format!("invalid DNS address {dns:?}")));
+    let sync = userns::adopt_fd(fd).unwrap_or_else(|e| fail(format!("fd {fd}: {e}")));
+    let mut byte = [0u8; 1];
+    let go = std::fs::File::from(sync).read(&mut byte);
+    if !matches!(go, Ok(1)) {
+        // The parent failed to set the network up and says why.
+        std::process::exit(EXIT_SETUP_FAILED);
+    }
+    if let Err(e) = setup_resolv_conf(dns)
+        && std::env::var_os("TAPNET_DEBUG").is_some()
+    {
+        eprintln!("tapnet: debug: /etc/resolv.conf not replaced: {e}");
+    }
+    let program = &command[0];
+    let err = Command::new(program).args(&command[1..]).exec();
+    let name = program.to_string_lossy();
+    let (code, why) = match err.raw_os_error() {
+        Some(libc::ENOENT) => (EXIT_NOT_FOUND, "No such file or directory".to_owned()),
+        Some(libc::EACCES) => (EXIT_CANNOT_EXECUTE, "Permission denied".to_owned()),
+        _ => (EXIT_CANNOT_EXECUTE, crate::nshelper::describe(&err)),
+    };
+    eprintln!("tapnet: {name}: {why}");
+    std::process::exit(code)
+}
+
+/// The resolv.conf of the container: our DNS address, and the host's search domains
+/// and options.
+fn resolv_conf(dns: IpAddr, host: &str) -> String {
+    let mut text = format!("nameserver {dns}\n");
+    for line in host.lines() {
+        let t = line.trim_start();
+        if t.starts_with("search") || t.starts_with("domain") || t.starts_with("options") {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// Bind-mounts a generated resolv.conf over `/etc/resolv.conf` in our own mount
+/// namespace (made a slave first, so nothing propagates back to the host).
+fn setup_resolv_conf(dns: IpAddr) -> std::io::Result<()> {
+    let target = Path::new("/etc/resolv.conf");
+    userns::set_propagation_recursive(Path::new("/"), false)?;
+    let host = std::fs::read_to_string(target).unwrap_or_default();
+    let file = std::env::temp_dir().join(format!(
+        "tapnet-resolv.{}.{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    ));
+    std::fs::write(&file, resolv_conf(dns, &host))?;
+    let result = userns::bind_mount(&file, target, false);
+    // The mount holds the inode; the name is not needed any more.
+    let _ = std::fs::remove_file(&file);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(s: &str) -> PortSpec {
+        PortSpec::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn parses_port_specs() {
+        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        assert_eq!(
+            spec("8080:80"),
+            PortSpec {
+                proto: ForwardProto::Tcp,
+                host_addr: any,
+                host_port: 8080,
+                container_port: 80,
+                count: 1
+            }
+        );
+        let s = spec("127.0.0.1:8080:80/udp");
+        assert_eq!(s.proto, ForwardProto::Udp);
+        assert_eq!(s.host_addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let s = spec("8000-8010:80-90");
+        assert_eq!((s.host_port, s.container_port, s.count), (8000, 80, 11));
+        let s = spec("[::1]:8080:80/tcp");
+        assert_eq!(s.host_addr, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!((s.host_port, s.container_port), (8080, 80));
+        let s = spec("[::]:53-54:53-54/udp");
+        assert_eq!(s.count, 2);
+        assert_eq!(s.to_string(), "[::]:53-54:53-54/udp");
+        assert_eq!(spec("8080:80").to_string(), "0.0.0.0:8080:80/tcp");
+    }
+
+    #[test]
+    fn rejects_bad_port_specs_clearly() {
+        for (s, msg) in [
+            (
+                "8000-8010:80-85",
+                "host port range 8000-8010 and container port range 80-85 have different lengths (11 and 6)",
+            ),
+            (
+                "80",
+                "expected HOST:CONTAINER ports (the host port is not optional)",
+            ),
+            ("0:80", "invalid host port \"0\" (1-65535)"),
+            ("8080:70000", "invalid container port \"70000\" (1-65535)"),
+            ("8080:80/sctp", "unknown protocol \"sctp\" (tcp or udp)"),
+            (
+                "::1:8080:80",
+                "too many ':' (write IPv6 host addresses in brackets: [::1]:8080:80)",
+            ),
+            ("[::1:8080:80", "missing ']' after the IPv6 host address"),
+            ("[x]:8080:80", "invalid IPv6 host address \"x\""),
+            ("[::1]8080:80", "expected ':' after the host address"),
+            ("host:8080:80", "invalid host address \"host\""),
+            (
+                "90-80:90-80",
+                "invalid host port range \"90-80\": the end is below the start",
+            ),
+        ] {
+            assert_eq!(PortSpec::parse(s).unwrap_err(), msg, "{s}");
+        }
+    }
+
+    #[test]
+    fn resolv_conf_keeps_search_and_options() {
+        let host = "# generated\nnameserver 127.0.0.53\nsearch example.org\noptions edns0\n";
+        assert_eq!(
+            resolv_conf(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 3)), host),
+            "nameserver 10.0.2.3\nsearch example.org\noptions edns0\n"
+        );
+    }
+
+    #[test]
+    fn run_config_is_slirp4netns_like() {
+        let args = RunArgs {
+            publish: vec![],
+            mtu: 65520,
+            cidr: "10.0.2.0/24".parse().unwrap(),
+            ipv6: false,
+            disable_host_loopback: false,
+            command: vec!["true".into()],
+        };
+        let c = stack_config(&args, 42);
+        assert_eq!(c.netns, NetnsTarget::Pid(42));
+        assert_eq!(c.tap_name, "tap0");
+        assert!(c.configure && c.host_loopback && c.dns);
+        assert_eq!(c.guest_addr(), Ipv4Addr::new(10, 0, 2, 100));
+        assert_eq!(c.dns_addr(), Ipv4Addr::new(10, 0, 2, 3));
+    }
+}
