@@ -1,12 +1,34 @@
 //! Host-socket egress, the rootless uplink: IP packets from containers leave through
 //! ordinary host sockets opened by this unprivileged process, and what those sockets
-//! receive comes back as IP packets. (API skeleton: bodies to be filled in.)
+//! receive comes back as IP packets.
+//!
+//! One engine thread runs an epoll loop ([`core`]) that owns every host socket, a TCP
+//! terminator per network ([`tcp`], smoltcp for now), the UDP and ICMP echo flows, the
+//! port-forward listeners and a connection table (`tapnet_conntrack`) that gives UDP
+//! and ICMP flows their timeouts and `tapnet conntrack` its listing. The datapath
+//! talks to it through a [`PacketLink`] of pooled buffers ([`link`]); the control side
+//! through commands.
 
+mod core;
+mod link;
+mod packet;
+mod resolv;
+mod tcp;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::BorrowedFd;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
+use anyhow::Context as _;
+use crossbeam_channel::{Sender, bounded};
 use tapnet_conntrack::{ConntrackConfig, EntryInfo};
 use tapnet_switch::NetworkId;
+
+pub(crate) use link::PacketLink;
+pub(crate) use resolv::{host_resolvers, interface_addr};
 
 /// The addresses of one network that the engine serves.
 #[derive(Clone, Debug)]
@@ -45,6 +67,15 @@ pub(crate) enum ForwardProto {
     Udp,
 }
 
+impl ForwardProto {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
 /// A published port range: `host_addr:host_port..+count` to `guest_addr:guest_port..+count`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Forward {
@@ -58,51 +89,131 @@ pub(crate) struct Forward {
     pub(crate) count: u16,
 }
 
+/// Counters of the engine (totals since it started).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EngineStats {
+    /// Packets and bytes from the containers (as handed in by the datapath).
+    pub(crate) packets_in: u64,
+    pub(crate) bytes_in: u64,
+    /// Packets and bytes built for the containers.
+    pub(crate) packets_out: u64,
+    pub(crate) bytes_out: u64,
+    /// Payload bytes written to and read from host sockets.
+    pub(crate) host_tx_bytes: u64,
+    pub(crate) host_rx_bytes: u64,
+    /// Drops, by reason.
+    pub(crate) drop_link_full_in: u64,
+    pub(crate) drop_link_full_out: u64,
+    pub(crate) drop_malformed: u64,
+    pub(crate) drop_unsupported: u64,
+    pub(crate) drop_fragment: u64,
+    pub(crate) drop_unknown_network: u64,
+    pub(crate) drop_too_big: u64,
+    pub(crate) drop_table_full: u64,
+    pub(crate) drop_host_send: u64,
+    /// Flows open now.
+    pub(crate) tcp_flows: u64,
+    pub(crate) udp_flows: u64,
+    pub(crate) icmp_flows: u64,
+    /// Host connects refused (answered with RST) and unreachable (answered with ICMP).
+    pub(crate) tcp_refused: u64,
+    pub(crate) tcp_unreachable: u64,
+}
+
+/// A request to the engine thread.
+#[derive(Debug)]
+enum Command {
+    AddForward(Forward, Sender<Result<u32, String>>),
+    RemoveForward(u32, Sender<Result<(), String>>),
+    Conntrack(Sender<Vec<EntryInfo>>),
+    Stats(Sender<EngineStats>),
+    Stop,
+}
+
 /// Handle to the engine thread.
 #[derive(Debug)]
-pub(crate) struct Engine {}
-
-/// The datapath's end of the packet link to the engine.
-#[derive(Debug)]
-pub(crate) struct PacketLink {}
+pub(crate) struct Engine {
+    commands: Sender<Command>,
+    waker: link::Waker,
+    thread: Option<JoinHandle<()>>,
+    forwards: Arc<Mutex<BTreeMap<u32, Forward>>>,
+}
 
 impl Engine {
-    /// Starts the engine thread.
-    pub(crate) fn spawn(_config: EngineConfig) -> anyhow::Result<(Self, PacketLink)> {
-        todo!()
+    /// Starts the engine thread. Its host sockets live in the network namespace of
+    /// the calling thread.
+    pub(crate) fn spawn(config: EngineConfig) -> anyhow::Result<(Self, PacketLink)> {
+        let (link, engine_link) = link::pair().context("create the engine's eventfds")?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let forwards = Arc::new(Mutex::new(BTreeMap::new()));
+        let waker = engine_link.waker();
+        let mut lp = core::EngineLoop::new(config, engine_link, rx, Arc::clone(&forwards))?;
+        let thread = std::thread::Builder::new()
+            .name("tapnet-engine".into())
+            .spawn(move || lp.run())
+            .context("spawn the engine thread")?;
+        Ok((
+            Self {
+                commands: tx,
+                waker,
+                thread: Some(thread),
+                forwards,
+            },
+            link,
+        ))
     }
+
+    fn request<T>(&self, make: impl FnOnce(Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = bounded(1);
+        self.commands.send(make(tx)).ok()?;
+        self.waker.wake();
+        rx.recv().ok()
+    }
+
     /// Starts listening for a forward; the error is one line fit for a user.
-    pub(crate) fn add_forward(&self, _forward: Forward) -> Result<u32, String> {
-        todo!()
+    pub(crate) fn add_forward(&self, forward: Forward) -> Result<u32, String> {
+        self.request(|r| Command::AddForward(forward, r))
+            .unwrap_or_else(|| Err("the host-socket engine has stopped".into()))
     }
-    pub(crate) fn remove_forward(&self, _id: u32) -> Result<(), String> {
-        todo!()
+
+    /// Closes a forward's listeners (connections it accepted stay up).
+    pub(crate) fn remove_forward(&self, id: u32) -> Result<(), String> {
+        self.request(|r| Command::RemoveForward(id, r))
+            .unwrap_or_else(|| Err("the host-socket engine has stopped".into()))
     }
+
+    /// The forwards, by id.
     pub(crate) fn forwards(&self) -> Vec<(u32, Forward)> {
-        todo!()
+        let map = self.forwards.lock().unwrap_or_else(PoisonError::into_inner);
+        map.iter().map(|(id, f)| (*id, f.clone())).collect()
     }
+
     /// The tracked flows, for `tapnet conntrack`.
     pub(crate) fn conntrack(&self) -> Vec<EntryInfo> {
-        todo!()
+        self.request(Command::Conntrack).unwrap_or_default()
     }
+
+    /// The engine's counters.
+    pub(crate) fn stats(&self) -> EngineStats {
+        self.request(Command::Stats).unwrap_or_default()
+    }
+
     /// Stops the thread and closes every host socket.
-    pub(crate) fn shutdown(self) {
-        todo!()
+    pub(crate) fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.commands.send(Command::Stop);
+            self.waker.wake();
+            let _ = thread.join();
+        }
     }
 }
 
-impl PacketLink {
-    /// Hands an IP packet from a container of `net` to the engine (copied). Returns
-    /// false, and the packet is dropped, when the queue is full.
-    pub(crate) fn send(&self, _net: NetworkId, _packet: &[u8]) -> bool {
-        todo!()
-    }
-    /// Takes the next IP packet the engine has for a container.
-    pub(crate) fn recv(&self, _buf: &mut [u8]) -> Option<(NetworkId, usize)> {
-        todo!()
-    }
-    /// Readable when `recv` may return a packet (level: drain with `recv` until `None`).
-    pub(crate) fn readiness_fd(&self) -> BorrowedFd<'_> {
-        todo!()
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -4,6 +4,7 @@
 
 pub(crate) mod ethtool;
 pub(crate) mod fdpass;
+pub(crate) mod hostsock;
 pub(crate) mod netlink;
 pub(crate) mod netns;
 pub(crate) mod packet;
