@@ -261,10 +261,4 @@ impl<A: Copy + Eq + Hash> NeighbourCache<A> {
                 State::Incomplete { .. } => None,
             })
     }
-
-    /// Number of entries of any state.
-    #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.map.len()
-    }
 }
