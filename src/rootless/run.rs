@@ -2,12 +2,14 @@
 //! namespaces with networking, as an unprivileged user (or root), with CMD's exit
 //! status.
 //!
-//! The parent spawns `/proc/self/exe __run-child FD DNS -- CMD...` in new namespaces
-//! (unshared between fork and exec), maps root in the child's user namespace to the
-//! caller (as `unshare -r`), starts the [`Stack`] against the child's network
-//! namespace (TAP `tap0`, 10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3, MTU 65520),
-//! publishes the `-p` ports, and writes one byte to the pipe FD. The child waits for
-//! that byte, bind-mounts a resolv.conf naming 10.0.2.3 over `/etc/resolv.conf` in its
+//! The parent spawns `/proc/self/exe __run-child FD DNS -- CMD...` with one end of a
+//! socket pair as FD. The child (single-threaded) unshares user, network and mount
+//! namespaces and says so on FD; it keeps every capability in its new user namespace
+//! because it does not exec in between (an exec before the ID maps exist would drop
+//! them). The parent maps root in the child's user namespace to the caller (as
+//! `unshare -r`), starts the [`Stack`] against the child's network namespace (TAP
+//! `tap0`, 10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3, MTU 65520), publishes the
+//! `-p` ports, and says "go". The child then bind-mounts a resolv.conf naming 10.0.2.3 over `/etc/resolv.conf` in its
 //! own mount namespace, and execs CMD. The parent forwards SIGINT, SIGTERM and SIGHUP,
 //! waits, shuts the stack down and exits with CMD's status (128 + signal if it was
 //! killed). The namespaces die with the child, the TAP with the stack's fd, and the
@@ -18,9 +20,10 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command};
@@ -244,21 +247,33 @@ pub(crate) fn main(args: &RunArgs) -> i32 {
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<i32> {
-    let (sync_r, sync_w) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("pipe")?;
+    let (mut sync, theirs) = UnixStream::pair().context("socketpair")?;
     let config = stack_config(args, 0);
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("tapnet")
         .arg(CHILD_ARG)
-        .arg(sync_r.as_raw_fd().to_string())
+        .arg(theirs.as_raw_fd().to_string())
         .arg(config.dns_addr().to_string())
         .arg("--")
         .args(&args.command);
-    let child = userns::spawn_unshared(&mut cmd, &[sync_r.as_fd()])
-        .context("create user and network namespaces")?;
-    drop(sync_r);
+    let child = userns::spawn_tied(&mut cmd, &[theirs.as_fd()]).context("start the command")?;
+    drop(theirs);
     let pid = child.id();
     let mut guard = ChildGuard(Some(child));
+    // The child reports "u" once it has unshared, or why it could not.
+    let mut report = Vec::new();
+    let _ = BufReader::new((&sync).take(4096)).read_until(b'\n', &mut report);
+    if report.first() != Some(&b'u') {
+        let why = String::from_utf8_lossy(report.get(1..).unwrap_or_default());
+        anyhow::bail!(
+            "create user and network namespaces: {}",
+            if why.trim().is_empty() {
+                "the child exited"
+            } else {
+                why.trim()
+            }
+        );
+    }
     userns::write_id_maps(pid).context("map root in the new user namespace")?;
     let stack = Stack::start(stack_config(args, pid)).context("start the network")?;
     let guest = IpAddr::V4(stack_config(args, pid).guest_addr());
@@ -291,9 +306,8 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
             }
         }
     });
-    let mut sync_w = std::fs::File::from(sync_w);
-    let go = sync_w.write_all(b"g");
-    drop(sync_w);
+    let go = sync.write_all(b"g");
+    drop(sync);
     let status = match go {
         Ok(()) => guard.0.as_mut().expect("not yet waited").wait(),
         Err(e) => Err(e),
@@ -331,8 +345,17 @@ pub(crate) fn child_main(args: &[OsString]) -> ! {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| fail(format!("invalid DNS address {dns:?}")));
     let sync = userns::adopt_fd(fd).unwrap_or_else(|e| fail(format!("fd {fd}: {e}")));
+    let mut sync = UnixStream::from(sync);
+    if let Err(e) = userns::unshare_user_net_mount() {
+        let _ = writeln!(sync, "e{e}");
+        std::process::exit(EXIT_SETUP_FAILED);
+    }
+    if sync.write_all(b"u\n").is_err() {
+        std::process::exit(EXIT_SETUP_FAILED);
+    }
     let mut byte = [0u8; 1];
-    let go = std::fs::File::from(sync).read(&mut byte);
+    let go = sync.read(&mut byte);
+    drop(sync);
     if !matches!(go, Ok(1)) {
         // The parent failed to set the network up and says why.
         std::process::exit(EXIT_SETUP_FAILED);
@@ -343,8 +366,11 @@ pub(crate) fn child_main(args: &[OsString]) -> ! {
         eprintln!("tapnet: debug: /etc/resolv.conf not replaced: {e}");
     }
     let program = &command[0];
-    let err = Command::new(program).args(&command[1..]).exec();
     let name = program.to_string_lossy();
+    let err = match resolve_command(program) {
+        Some(path) => Command::new(path).arg0(program).args(&command[1..]).exec(),
+        None => std::io::Error::from_raw_os_error(libc::ENOENT),
+    };
     let (code, why) = match err.raw_os_error() {
         Some(libc::ENOENT) => (EXIT_NOT_FOUND, "No such file or directory".to_owned()),
         Some(libc::EACCES) => (EXIT_CANNOT_EXECUTE, "Permission denied".to_owned()),
@@ -352,6 +378,38 @@ pub(crate) fn child_main(args: &[OsString]) -> ! {
     };
     eprintln!("tapnet: {name}: {why}");
     std::process::exit(code)
+}
+
+/// Finds CMD as a shell does: a name with a '/' is used as it is; otherwise the first
+/// executable file of that name in `$PATH`, skipping directories we may not search;
+/// failing that, the first such file that is not executable (exec then reports
+/// `EACCES`). `None` when there is no such file at all.
+fn resolve_command(program: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    if program.as_bytes().contains(&b'/') {
+        return Some(program.into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut fallback = None;
+    for dir in std::env::split_paths(&path) {
+        let dir = if dir.as_os_str().is_empty() {
+            ".".into()
+        } else {
+            dir
+        };
+        let candidate = dir.join(program);
+        match std::fs::metadata(&candidate) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
+                return Some(candidate);
+            }
+            Ok(m) if m.is_file() => {
+                fallback.get_or_insert(candidate);
+            }
+            _ => {}
+        }
+    }
+    fallback
 }
 
 /// The resolv.conf of the container: our DNS address, and the host's search domains

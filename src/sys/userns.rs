@@ -1,5 +1,5 @@
-//! User and mount namespaces for the rootless front ends: spawning a child in fresh
-//! user, network and mount namespaces (`tapnet run`), writing its ID maps, joining a
+//! User and mount namespaces for the rootless front ends: spawning a child tied to
+//! us, fresh user, network and mount namespaces (`tapnet run`), writing ID maps, joining a
 //! user namespace, the mount operations of the slirp4netns sandbox, dropping
 //! capabilities, and a few small helpers (fd adoption, interface addresses).
 
@@ -28,11 +28,10 @@ fn cstring(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
-/// Spawns `cmd` in new user, network and mount namespaces, with `fds` inherited
-/// under their numbers. The child dies with SIGKILL if the spawning thread dies
-/// (`PR_SET_PDEATHSIG`), so its namespaces never outlive us. When this returns, the
-/// child has unshared and exec'd: the caller can write its ID maps at once.
-pub(crate) fn spawn_unshared(cmd: &mut Command, fds: &[BorrowedFd<'_>]) -> io::Result<Child> {
+/// Spawns `cmd` with `fds` inherited under their numbers, and with SIGKILL as its
+/// parent-death signal (`PR_SET_PDEATHSIG`): the child, and the namespaces it
+/// creates, never outlive the spawning thread.
+pub(crate) fn spawn_tied(cmd: &mut Command, fds: &[BorrowedFd<'_>]) -> io::Result<Child> {
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let hook = move || {
         for &fd in &raw {
@@ -40,18 +39,21 @@ pub(crate) fn spawn_unshared(cmd: &mut Command, fds: &[BorrowedFd<'_>]) -> io::R
             check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })?;
         }
         // SAFETY: PR_SET_PDEATHSIG takes integer arguments only.
-        check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })?;
-        // SAFETY: unshare takes flags only; the forked child is single-threaded, as
-        // CLONE_NEWUSER requires.
-        check(unsafe {
-            libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWNS)
-        })
+        check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })
     };
     // SAFETY: the hook runs between fork and exec and only makes async-signal-safe
     // system calls on data moved in before the fork; it neither allocates nor locks
     // (its error path builds an io::Error from an errno, which does not allocate).
     unsafe { cmd.pre_exec(hook) };
     cmd.spawn()
+}
+
+/// `unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS)`. The caller must be
+/// single-threaded; it holds every capability in the new user namespace until it
+/// execs (and keeps them across exec once its user id is mapped to root).
+pub(crate) fn unshare_user_net_mount() -> io::Result<()> {
+    // SAFETY: unshare takes flags only.
+    check(unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWNS) })
 }
 
 /// Maps root in the user namespace of `pid` to the caller, as `unshare -r` does: for
