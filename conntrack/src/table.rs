@@ -1040,6 +1040,12 @@ mod tests {
     #[test]
     fn memory_per_flow_is_bounded() {
         let bytes = Conntrack::bytes_per_flow();
+        println!(
+            "slot {} B, flow key {} B, index item {} B, {bytes} B per flow in all",
+            size_of::<Slot>(),
+            size_of::<FlowKey>(),
+            size_of::<IndexItem>()
+        );
         assert!(bytes <= 256, "{bytes} bytes per flow");
     }
 
