@@ -68,7 +68,9 @@ fn one_line(e: &io::Error) -> String {
 #[derive(Debug)]
 enum Phase {
     /// Host connect in progress; the guest's SYN is held (a copy, to answer a failure).
-    Connecting { syn: Vec<u8> },
+    Connecting {
+        syn: Vec<u8>,
+    },
     Open,
 }
 
@@ -333,7 +335,11 @@ impl EngineLoop {
         while !self.stop {
             let timeout = self.timeout();
             let may_block = self.link.park();
-            let timeout = if may_block { timeout } else { Some(Duration::ZERO) };
+            let timeout = if may_block {
+                timeout
+            } else {
+                Some(Duration::ZERO)
+            };
             let ts = timeout.map(|d| rustix::event::Timespec {
                 tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
                 tv_nsec: i64::from(d.subsec_nanos()),
@@ -546,10 +552,15 @@ impl EngineLoop {
             dst_port: t.dst_port,
         };
         let elapsed = self.elapsed();
-        let existing = self.nets.get(&net).and_then(|n| n.tcp.get(&(guest, remote)).copied());
+        let existing = self
+            .nets
+            .get(&net)
+            .and_then(|n| n.tcp.get(&(guest, remote)).copied());
         if let Some(tok) = existing {
             let _ = self.track(&key, Some(flags(&t)), pkt.len());
-            let Some(conn) = self.tcp.get(&tok) else { return };
+            let Some(conn) = self.tcp.get(&tok) else {
+                return;
+            };
             match conn.phase {
                 Phase::Connecting { .. } => {
                     if t.rst {
@@ -574,7 +585,9 @@ impl EngineLoop {
     }
 
     fn feed_segment(&mut self, net: NetworkId, pkt: &[u8], now: Duration) {
-        let Some(n) = self.nets.get_mut(&net) else { return };
+        let Some(n) = self.nets.get_mut(&net) else {
+            return;
+        };
         n.active = true;
         let mut sink = Sink {
             link: &mut self.link,
@@ -656,7 +669,11 @@ impl EngineLoop {
     }
 
     fn start_connect(&self, target: SocketAddr) -> io::Result<TcpStream> {
-        let s = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
+        let s = Socket::new(
+            Domain::for_address(target),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
         s.set_nonblocking(true)?;
         if let Some(b) = self.bind_addr(target.ip()) {
             s.bind(&b.into())?;
@@ -671,13 +688,24 @@ impl EngineLoop {
     }
 
     /// Answers a SYN whose host connect failed: RST when refused, ICMP otherwise.
-    fn connect_failed(&mut self, net: NetworkId, syn: &[u8], ip: &IpView, t: &TcpView, e: &io::Error) {
+    fn connect_failed(
+        &mut self,
+        net: NetworkId,
+        syn: &[u8],
+        ip: &IpView,
+        t: &TcpView,
+        e: &io::Error,
+    ) {
         let why = match e.raw_os_error() {
             Some(libc::ENETUNREACH) => Some(Unreachable::Net),
             Some(libc::EHOSTUNREACH | libc::ETIMEDOUT | libc::EHOSTDOWN) => Some(Unreachable::Host),
             _ => None,
         };
-        tracing::debug!("engine: tcp connect for {}:{} failed: {e}", ip.dst, t.dst_port);
+        tracing::debug!(
+            "engine: tcp connect for {}:{} failed: {e}",
+            ip.dst,
+            t.dst_port
+        );
         match why {
             Some(why) => {
                 self.stats.tcp_unreachable += 1;
@@ -700,7 +728,9 @@ impl EngineLoop {
         use epoll::EventFlags as F;
         match kind(token) {
             KIND_TCP => {
-                let Some(c) = self.tcp.get_mut(&token) else { return };
+                let Some(c) = self.tcp.get_mut(&token) else {
+                    return;
+                };
                 if matches!(c.phase, Phase::Connecting { .. }) {
                     if ev.intersects(F::OUT | F::ERR | F::HUP) {
                         self.connect_done(token);
@@ -724,7 +754,9 @@ impl EngineLoop {
     }
 
     fn connect_done(&mut self, token: u64) {
-        let Some(c) = self.tcp.get_mut(&token) else { return };
+        let Some(c) = self.tcp.get_mut(&token) else {
+            return;
+        };
         let err = match c.stream.as_ref().map(TcpStream::take_error) {
             Some(Ok(None)) => None,
             Some(Ok(Some(e)) | Err(e)) => Some(e),
@@ -776,11 +808,15 @@ impl EngineLoop {
     /// Moves bytes between a connection's smoltcp socket and its host socket, and
     /// passes on FINs and RSTs.
     fn pump(&mut self, tok: u64) {
-        let Some(c) = self.tcp.get_mut(&tok) else { return };
+        let Some(c) = self.tcp.get_mut(&tok) else {
+            return;
+        };
         if c.done || !matches!(c.phase, Phase::Open) {
             return;
         }
-        let Some(n) = self.nets.get_mut(&c.net) else { return };
+        let Some(n) = self.nets.get_mut(&c.net) else {
+            return;
+        };
         n.active = true;
         let term = &mut n.term;
         let h = c.handle;
@@ -878,7 +914,9 @@ impl EngineLoop {
     /// Ends a connection: closes the host socket (with RST unless `graceful`) now;
     /// the smoltcp socket goes after the next transmit, so a queued RST still leaves.
     fn finish_tcp(&mut self, tok: u64, graceful: bool) {
-        let Some(c) = self.tcp.get_mut(&tok) else { return };
+        let Some(c) = self.tcp.get_mut(&tok) else {
+            return;
+        };
         if c.done {
             return;
         }
@@ -921,7 +959,9 @@ impl EngineLoop {
             .filter_map(|(t, c)| c.done.then_some(*t))
             .collect();
         for tok in done {
-            let Some(c) = self.tcp.remove(&tok) else { continue };
+            let Some(c) = self.tcp.remove(&tok) else {
+                continue;
+            };
             if let Some(n) = self.nets.get_mut(&c.net) {
                 n.term.release(c.handle);
                 n.tcp.remove(&(c.guest, c.remote));
@@ -956,7 +996,10 @@ impl EngineLoop {
             dst: ip.dst,
             dst_port: dport,
         };
-        let existing = self.nets.get(&net).and_then(|n| n.udp.get(&(guest, remote)).copied());
+        let existing = self
+            .nets
+            .get(&net)
+            .and_then(|n| n.udp.get(&(guest, remote)).copied());
         let tok = match existing {
             Some(t) => t,
             None => {
@@ -1005,7 +1048,9 @@ impl EngineLoop {
         if existing.is_some() {
             let _ = self.track(&key, None, pkt.len());
         }
-        let Some(flow) = self.udp.get(&tok) else { return };
+        let Some(flow) = self.udp.get(&tok) else {
+            return;
+        };
         let sent = match &flow.kind {
             UdpKind::Egress(s) => s.send(payload),
             UdpKind::Forward { listener, client } => match self.listeners.get(listener) {
@@ -1023,7 +1068,11 @@ impl EngineLoop {
     }
 
     fn udp_connect(&self, target: SocketAddr) -> io::Result<UdpSocket> {
-        let s = Socket::new(Domain::for_address(target), Type::DGRAM, Some(Protocol::UDP))?;
+        let s = Socket::new(
+            Domain::for_address(target),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
         s.set_nonblocking(true)?;
         if let Some(b) = self.bind_addr(target.ip()) {
             s.bind(&b.into())?;
@@ -1034,11 +1083,19 @@ impl EngineLoop {
 
     /// Sends a UDP datagram into a network (fragmenting IPv4 beyond the MTU).
     fn udp_to_guest(&mut self, net: NetworkId, from: SocketAddr, to: SocketAddr, len: usize) {
-        let Some(n) = self.nets.get_mut(&net) else { return };
+        let Some(n) = self.nets.get_mut(&net) else {
+            return;
+        };
         let mtu = usize::try_from(n.cfg.mtu).unwrap_or(65535).min(65535);
         let payload = &self.buf[..len];
         let mut out = self.link.buffer();
-        if packet::build_udp(&mut out, (from.ip(), from.port()), (to.ip(), to.port()), payload, mtu) {
+        if packet::build_udp(
+            &mut out,
+            (from.ip(), from.port()),
+            (to.ip(), to.port()),
+            payload,
+            mtu,
+        ) {
             let l = out.len() as u64;
             if self.link.push(net, out) {
                 self.stats.packets_out += 1;
@@ -1082,8 +1139,12 @@ impl EngineLoop {
 
     fn udp_readable(&mut self, tok: u64) {
         loop {
-            let Some(flow) = self.udp.get(&tok) else { return };
-            let UdpKind::Egress(sock) = &flow.kind else { return };
+            let Some(flow) = self.udp.get(&tok) else {
+                return;
+            };
+            let UdpKind::Egress(sock) = &flow.kind else {
+                return;
+            };
             let n = match sock.recv(&mut self.buf[..MAX_UDP]) {
                 Ok(n) => n,
                 Err(e) if would_block(&e) => return,
@@ -1125,7 +1186,10 @@ impl EngineLoop {
             dst: ip.dst,
             dst_port: id,
         };
-        let existing = self.nets.get(&net).and_then(|n| n.ping.get(&(ip.src, ip.dst, id)).copied());
+        let existing = self
+            .nets
+            .get(&net)
+            .and_then(|n| n.ping.get(&(ip.src, ip.dst, id)).copied());
         let tok = match existing {
             Some(t) => {
                 let _ = self.track(&key, None, pkt.len());
@@ -1168,7 +1232,9 @@ impl EngineLoop {
                 tok
             }
         };
-        let Some(flow) = self.pings.get(&tok) else { return };
+        let Some(flow) = self.pings.get(&tok) else {
+            return;
+        };
         // The kernel sets the identifier (the socket's "port") and the checksum.
         match flow.socket.send(l4) {
             Ok(n) => self.stats.host_tx_bytes += n as u64,
@@ -1207,7 +1273,9 @@ impl EngineLoop {
 
     fn ping_readable(&mut self, tok: u64) {
         loop {
-            let Some(flow) = self.pings.get(&tok) else { return };
+            let Some(flow) = self.pings.get(&tok) else {
+                return;
+            };
             let n = match (&flow.socket).read(&mut self.buf[..]) {
                 Ok(n) => n,
                 Err(e) if would_block(&e) => return,
@@ -1256,10 +1324,17 @@ impl EngineLoop {
     fn expire(&mut self) {
         let now = self.now();
         while let Some(e) = self.ct.poll_expired(now) {
-            let Some(&net) = self.zones.get(&e.original.zone) else { continue };
+            let Some(&net) = self.zones.get(&e.original.zone) else {
+                continue;
+            };
             let k = e.original;
-            let (a, b) = (SocketAddr::new(k.src, k.src_port), SocketAddr::new(k.dst, k.dst_port));
-            let Some(n) = self.nets.get_mut(&net) else { continue };
+            let (a, b) = (
+                SocketAddr::new(k.src, k.src_port),
+                SocketAddr::new(k.dst, k.dst_port),
+            );
+            let Some(n) = self.nets.get_mut(&net) else {
+                continue;
+            };
             match k.proto {
                 Proto::Udp => {
                     // Egress flows are keyed guest -> remote; forwarded ones began on
@@ -1299,7 +1374,10 @@ impl EngineLoop {
     fn add_forward(&mut self, f: Forward) -> Result<u32, String> {
         let proto = f.proto.name();
         if !self.nets.contains_key(&f.net) {
-            return Err(format!("network {} is not served by the host-socket engine", f.net.0));
+            return Err(format!(
+                "network {} is not served by the host-socket engine",
+                f.net.0
+            ));
         }
         if f.count == 0 || f.host_port == 0 || f.guest_port == 0 {
             return Err("ports and the port count must not be 0".into());
@@ -1373,7 +1451,9 @@ impl EngineLoop {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
         for tok in tokens {
-            let Some(l) = self.listeners.remove(&tok) else { continue };
+            let Some(l) = self.listeners.remove(&tok) else {
+                continue;
+            };
             debug_assert_eq!(l.forward, id);
             // UDP flows answer through the listener: they go with it.
             for flow_tok in l.clients.values() {
@@ -1399,7 +1479,12 @@ impl EngineLoop {
     /// The source address a forwarded client appears from inside the network: its own
     /// when that can be routed back (not loopback, same family), else the gateway with
     /// an ephemeral port.
-    fn forward_source(&mut self, net: NetworkId, client: SocketAddr, guest: SocketAddr) -> Option<SocketAddr> {
+    fn forward_source(
+        &mut self,
+        net: NetworkId,
+        client: SocketAddr,
+        guest: SocketAddr,
+    ) -> Option<SocketAddr> {
         let keep = !client.ip().is_loopback()
             && !client.ip().is_unspecified()
             && client.is_ipv4() == guest.is_ipv4();
@@ -1425,8 +1510,12 @@ impl EngineLoop {
 
     fn tcp_accept(&mut self, tok: u64) {
         loop {
-            let Some(l) = self.listeners.get(&tok) else { return };
-            let ListenerSocket::Tcp(listener) = &l.socket else { return };
+            let Some(l) = self.listeners.get(&tok) else {
+                return;
+            };
+            let ListenerSocket::Tcp(listener) = &l.socket else {
+                return;
+            };
             let (stream, client) = match listener.accept() {
                 Ok(x) => x,
                 Err(e) if would_block(&e) => return,
@@ -1441,12 +1530,18 @@ impl EngineLoop {
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            let Some(src) = self.forward_source(net, client, guest) else { continue };
-            let Some(n) = self.nets.get_mut(&net) else { continue };
+            let Some(src) = self.forward_source(net, client, guest) else {
+                continue;
+            };
+            let Some(n) = self.nets.get_mut(&net) else {
+                continue;
+            };
             if n.tcp.contains_key(&(guest, src)) {
                 continue;
             }
-            let Some(handle) = n.term.connect(src, guest) else { continue };
+            let Some(handle) = n.term.connect(src, guest) else {
+                continue;
+            };
             n.active = true;
             let ctok = self.token(KIND_TCP);
             if self.register(&stream, ctok).is_err() {
@@ -1480,8 +1575,12 @@ impl EngineLoop {
 
     fn udp_listener_readable(&mut self, tok: u64) {
         loop {
-            let Some(l) = self.listeners.get(&tok) else { return };
-            let ListenerSocket::Udp(sock) = &l.socket else { return };
+            let Some(l) = self.listeners.get(&tok) else {
+                return;
+            };
+            let ListenerSocket::Udp(sock) = &l.socket else {
+                return;
+            };
             let (n, client) = match sock.recv_from(&mut self.buf[..MAX_UDP]) {
                 Ok(x) => x,
                 Err(e) if would_block(&e) => return,
@@ -1494,7 +1593,9 @@ impl EngineLoop {
             let src = match existing.and_then(|t| self.udp.get(&t)) {
                 Some(flow) => flow.remote,
                 None => {
-                    let Some(src) = self.forward_source(net, client, guest) else { continue };
+                    let Some(src) = self.forward_source(net, client, guest) else {
+                        continue;
+                    };
                     let ftok = self.token(KIND_UDP);
                     if let Some(nn) = self.nets.get_mut(&net) {
                         nn.udp.insert((guest, src), ftok);

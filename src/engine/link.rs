@@ -168,11 +168,6 @@ impl EngineLink {
         self.shared.engine_wake.as_fd()
     }
 
-    /// Wakes the engine (after queueing a command).
-    pub(super) fn wake(&self) {
-        signal(self.shared.engine_wake.as_fd());
-    }
-
     /// A handle that can wake the engine from another thread.
     pub(super) fn waker(&self) -> Waker {
         Waker {

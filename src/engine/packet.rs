@@ -185,12 +185,21 @@ fn v6(a: IpAddr) -> Ipv6Addr {
 
 /// The transport checksum of `l4` (with its checksum field zeroed) between `src` and `dst`.
 pub(super) fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
-    !add(pseudo_sum(src, dst, proto, l4.len()), ones_complement_sum(l4))
+    !add(
+        pseudo_sum(src, dst, proto, l4.len()),
+        ones_complement_sum(l4),
+    )
 }
 
 /// Appends an IP header for `payload_len` bytes of `proto` from `src` to `dst`
 /// (same family) to `out`. IPv4: no options, DF clear, a zero identification.
-pub(super) fn push_ip_header(out: &mut Vec<u8>, src: IpAddr, dst: IpAddr, proto: u8, payload_len: usize) {
+pub(super) fn push_ip_header(
+    out: &mut Vec<u8>,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    payload_len: usize,
+) {
     push_ip_header_frag(out, src, dst, proto, payload_len, 0, 0);
 }
 
@@ -240,7 +249,11 @@ pub(super) fn build_udp(
 ) -> bool {
     out.clear();
     let udp_len = 8 + payload.len();
-    let hdr = if src.0.is_ipv4() { IPV4_HEADER } else { IPV6_HEADER };
+    let hdr = if src.0.is_ipv4() {
+        IPV4_HEADER
+    } else {
+        IPV6_HEADER
+    };
     if hdr + udp_len > mtu || udp_len > usize::from(u16::MAX) {
         return false;
     }
@@ -393,10 +406,16 @@ mod tests {
     fn parses_a_syn() {
         let pkt = syn_v4();
         let ip = IpView::parse(&pkt).unwrap();
-        assert_eq!((ip.src, ip.dst, ip.proto), (GUEST.into(), GW.into(), PROTO_TCP));
+        assert_eq!(
+            (ip.src, ip.dst, ip.proto),
+            (GUEST.into(), GW.into(), PROTO_TCP)
+        );
         let tcp = TcpView::parse(ip.l4(&pkt)).unwrap();
         assert!(tcp.syn && !tcp.ack);
-        assert_eq!((tcp.src_port, tcp.dst_port, tcp.seq, tcp.seg_len), (40000, 80, 1000, 1));
+        assert_eq!(
+            (tcp.src_port, tcp.dst_port, tcp.seq, tcp.seg_len),
+            (40000, 80, 1000, 1)
+        );
         assert!(IpView::parse(&pkt[..19]).is_none());
     }
 
@@ -408,16 +427,23 @@ mod tests {
         let mut out = Vec::new();
         build_rst_for(&mut out, &ip, &tcp);
         let s = SlicedPacket::from_ip(&out).unwrap();
-        let Some(NetSlice::Ipv4(v4)) = &s.net else { panic!() };
+        let Some(NetSlice::Ipv4(v4)) = &s.net else {
+            panic!()
+        };
         assert_eq!(v4.header().source_addr(), GW);
         assert_eq!(
             v4.header().header_checksum(),
             v4.header().to_header().calc_header_checksum()
         );
-        let Some(TransportSlice::Tcp(t)) = s.transport else { panic!() };
+        let Some(TransportSlice::Tcp(t)) = s.transport else {
+            panic!()
+        };
         assert!(t.rst() && t.ack() && !t.syn());
         assert_eq!((t.sequence_number(), t.acknowledgment_number()), (0, 1001));
-        let want = t.to_header().calc_checksum_ipv4(&v4.header().to_header(), &[]).unwrap();
+        let want = t
+            .to_header()
+            .calc_checksum_ipv4(&v4.header().to_header(), &[])
+            .unwrap();
         assert_eq!(t.checksum(), want);
     }
 
@@ -425,23 +451,56 @@ mod tests {
     fn udp_datagram_checksums_match_etherparse_v4_and_v6() {
         let mut out = Vec::new();
         let payload = b"some payload!";
-        assert!(build_udp(&mut out, (GW.into(), 53), (GUEST.into(), 5353), payload, 1500));
+        assert!(build_udp(
+            &mut out,
+            (GW.into(), 53),
+            (GUEST.into(), 5353),
+            payload,
+            1500
+        ));
         let s = SlicedPacket::from_ip(&out).unwrap();
-        let Some(NetSlice::Ipv4(v4)) = &s.net else { panic!() };
-        let Some(TransportSlice::Udp(u)) = &s.transport else { panic!() };
-        let want = u.to_header().calc_checksum_ipv4(&v4.header().to_header(), payload).unwrap();
+        let Some(NetSlice::Ipv4(v4)) = &s.net else {
+            panic!()
+        };
+        let Some(TransportSlice::Udp(u)) = &s.transport else {
+            panic!()
+        };
+        let want = u
+            .to_header()
+            .calc_checksum_ipv4(&v4.header().to_header(), payload)
+            .unwrap();
         assert_eq!(u.checksum(), want);
         drop(s);
 
-        let (a, b): (Ipv6Addr, Ipv6Addr) = ("fd00::2".parse().unwrap(), "fd00::100".parse().unwrap());
-        assert!(build_udp(&mut out, (a.into(), 53), (b.into(), 5353), payload, 1500));
+        let (a, b): (Ipv6Addr, Ipv6Addr) =
+            ("fd00::2".parse().unwrap(), "fd00::100".parse().unwrap());
+        assert!(build_udp(
+            &mut out,
+            (a.into(), 53),
+            (b.into(), 5353),
+            payload,
+            1500
+        ));
         let s = SlicedPacket::from_ip(&out).unwrap();
-        let Some(NetSlice::Ipv6(v6)) = &s.net else { panic!() };
-        let Some(TransportSlice::Udp(u)) = &s.transport else { panic!() };
-        let want = u.to_header().calc_checksum_ipv6(&v6.header().to_header(), payload).unwrap();
+        let Some(NetSlice::Ipv6(v6)) = &s.net else {
+            panic!()
+        };
+        let Some(TransportSlice::Udp(u)) = &s.transport else {
+            panic!()
+        };
+        let want = u
+            .to_header()
+            .calc_checksum_ipv6(&v6.header().to_header(), payload)
+            .unwrap();
         assert_eq!(u.checksum(), want);
         drop(s);
-        assert!(!build_udp(&mut out, (a.into(), 1), (b.into(), 2), &[0; 1500], 1500));
+        assert!(!build_udp(
+            &mut out,
+            (a.into(), 1),
+            (b.into(), 2),
+            &[0; 1500],
+            1500
+        ));
     }
 
     #[test]
@@ -449,17 +508,27 @@ mod tests {
         let payload: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
         let mut frags = Vec::new();
         let mut scratch = Vec::new();
-        assert!(udp_fragments((GW, 7), (GUEST, 9), &payload, 1500, 77, &mut scratch, |f| {
-            frags.push(f.to_vec());
-            true
-        }));
+        assert!(udp_fragments(
+            (GW, 7),
+            (GUEST, 9),
+            &payload,
+            1500,
+            77,
+            &mut scratch,
+            |f| {
+                frags.push(f.to_vec());
+                true
+            }
+        ));
         assert_eq!(frags.len(), 3);
         let mut pool = etherparse::defrag::IpDefragPool::<(), ()>::new();
         let mut done = None;
         for f in &frags {
             assert!(f.len() <= 1500);
             let s = SlicedPacket::from_ip(f).unwrap();
-            let Some(NetSlice::Ipv4(v4)) = &s.net else { panic!() };
+            let Some(NetSlice::Ipv4(v4)) = &s.net else {
+                panic!()
+            };
             assert_eq!(
                 v4.header().header_checksum(),
                 v4.header().to_header().calc_header_checksum()
@@ -479,7 +548,9 @@ mod tests {
         let mut out = Vec::new();
         build_unreachable(&mut out, GW.into(), &pkt, &ip, Unreachable::Host);
         let s = SlicedPacket::from_ip(&out).unwrap();
-        let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else { panic!() };
+        let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
+            panic!()
+        };
         assert_eq!((icmp.type_u8(), icmp.code_u8()), (3, 1));
         assert_eq!(icmp.payload(), &pkt[..28]);
         assert_eq!(ones_complement_sum(&out[20..]), 0xffff);

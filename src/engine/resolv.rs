@@ -70,7 +70,10 @@ mod tests {
 
     #[test]
     fn loopback_interface_address() {
-        assert_eq!(interface_addr("lo", false), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(
+            interface_addr("lo", false),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
         assert_eq!(interface_addr("no-such-if0", false), None);
     }
 }

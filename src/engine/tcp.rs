@@ -216,11 +216,6 @@ impl SmolTerminator {
             mtu: self.mtu,
         }
     }
-
-    /// Number of connections held.
-    pub(super) fn len(&self) -> usize {
-        self.sockets.iter().count()
-    }
 }
 
 struct NullSink;
@@ -267,7 +262,9 @@ impl L4Terminator for SmolTerminator {
     }
 
     fn confirm(&mut self, conn: SocketHandle) {
-        self.sockets.get_mut::<tcp::Socket>(conn).pause_synack(false);
+        self.sockets
+            .get_mut::<tcp::Socket>(conn)
+            .pause_synack(false);
     }
 
     fn connect(&mut self, local: SocketAddr, remote: SocketAddr) -> Option<SocketHandle> {
