@@ -81,6 +81,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List tracked connections, like `conntrack -L`
+    Conntrack {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             std::process::exit(rootless::slirp::main("tapnet slirp4netns", &args))
         }
         Command::InstallSlirp4netnsLink { dir } => rootless::install_slirp4netns_link(&dir),
+        Command::Conntrack { json } => client::print_conntrack(call(Request::Conntrack)?, json),
     }
 }
 

@@ -16,14 +16,29 @@ fn daemon_network_reaches_host_loopback_and_lists_conntrack() {
     }
     let host = Netns::new();
     host.exec_ok(&["ip", "link", "set", "lo", "up"]);
-    let _server = host.spawn(&["socat", "TCP-LISTEN:7100,bind=127.0.0.1,reuseaddr,fork", "SYSTEM:sleep 4; echo done"]);
+    let _server = host.spawn(&[
+        "socat",
+        "TCP-LISTEN:7100,bind=127.0.0.1,reuseaddr,fork",
+        "SYSTEM:sleep 4; echo done",
+    ]);
     let daemon = Daemon::start_wrapped("auto", None, &["ip", "netns", "exec", &host.name]);
     daemon.cli_ok(&["network", "create", "n", "--subnet", "10.230.0.0/24"]);
     let container = Netns::new();
-    daemon.cli_ok(&["connect", "n", "--netns", &container.path(), "--name", "web"]);
+    daemon.cli_ok(&[
+        "connect",
+        "n",
+        "--netns",
+        &container.path(),
+        "--name",
+        "web",
+    ]);
 
-    assert!(container.ping("10.230.0.1"), "the gateway does not answer ping");
-    let client = container.spawn(&["sh", "-c", "socat -t 10 - TCP:10.230.0.1:7100 </dev/null"]);
+    assert!(
+        container.ping("10.230.0.1"),
+        "the gateway does not answer ping"
+    );
+    // The client keeps its side open (sleep | socat), so the flow stays established.
+    let client = container.spawn(&["sh", "-c", "sleep 6 | socat -t 10 - TCP:10.230.0.1:7100"]);
     let mut listing = String::new();
     let shown = wait_for(Duration::from_secs(5), || {
         listing = daemon.cli_ok(&["conntrack"]);

@@ -32,12 +32,20 @@ impl Host {
         let ns = Netns::new();
         ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
         let range = if ping_sockets { "0 2147483647" } else { "1 0" };
-        ns.exec_ok(&["sysctl", "-qw", &format!("net.ipv4.ping_group_range={range}")]);
+        ns.exec_ok(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.ping_group_range={range}"),
+        ]);
         ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.lo.disable_ipv6=0"]);
         let etc = std::path::PathBuf::from("/etc/netns").join(&ns.name);
         std::fs::create_dir_all(&etc).unwrap();
         std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.77\n").unwrap();
-        let mut host = Self { ns, etc, children: Vec::new() };
+        let mut host = Self {
+            ns,
+            etc,
+            children: Vec::new(),
+        };
         if dns {
             host.serve(&[
                 "dnsmasq",
@@ -62,9 +70,22 @@ impl Host {
     /// `tapnet run ARGS` as user nobody, inside this host; with a time limit.
     fn run(&self, args: &[&str]) -> Output {
         let mut full = vec!["netns", "exec", &self.ns.name, "timeout", "60"];
-        full.extend(["setpriv", "--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", tapnet_bin(), "run"]);
+        full.extend([
+            "setpriv",
+            "--reuid",
+            NOBODY,
+            "--regid",
+            NOBODY,
+            "--clear-groups",
+            tapnet_bin(),
+            "run",
+        ]);
         full.extend_from_slice(args);
-        Command::new("ip").args(&full).stdin(Stdio::null()).output().expect("run tapnet")
+        Command::new("ip")
+            .args(&full)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tapnet")
     }
 
     /// `tapnet run ARGS -- sh -c SCRIPT`, which must succeed; returns its stdout.
@@ -95,9 +116,13 @@ fn rootless_ready(test: &str) -> bool {
     if !require_root(test) {
         return false;
     }
-    let mode = std::fs::metadata("/dev/net/tun").map(|m| m.permissions().mode()).unwrap_or(0);
+    let mode = std::fs::metadata("/dev/net/tun")
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0);
     if mode & 0o006 != 0o006 {
-        skipped(&format!("{test}: /dev/net/tun is not usable by users (scripts/test.sh makes it 0666)"));
+        skipped(&format!(
+            "{test}: /dev/net/tun is not usable by users (scripts/test.sh makes it 0666)"
+        ));
         return false;
     }
     true
@@ -110,9 +135,17 @@ fn run_exits_with_the_commands_status() {
     }
     let host = Host::new(false, false);
     assert_eq!(host.run(&["--", "true"]).status.code(), Some(0));
-    assert_eq!(host.run(&["--", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    assert_eq!(
+        host.run(&["--", "sh", "-c", "exit 7"]).status.code(),
+        Some(7)
+    );
     let missing = host.run(&["--", "/nonexistent/command"]);
-    assert_eq!(missing.status.code(), Some(127), "{}", String::from_utf8_lossy(&missing.stderr));
+    assert_eq!(
+        missing.status.code(),
+        Some(127),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 }
 
 #[test]
@@ -121,7 +154,10 @@ fn run_configures_tap0_like_slirp4netns() {
         return;
     }
     let host = Host::new(false, false);
-    let out = host.run_sh(&[], "ip -o addr show tap0; ip -o link show tap0; ip route show default; id -u");
+    let out = host.run_sh(
+        &[],
+        "ip -o addr show tap0; ip -o link show tap0; ip route show default; id -u",
+    );
     assert!(out.contains("inet 10.0.2.100/24"), "{out}");
     assert!(out.contains("mtu 65520"), "{out}");
     assert!(out.contains("default via 10.0.2.2 dev tap0"), "{out}");
@@ -135,9 +171,23 @@ fn gateway_answers_ping_and_tcp_udp_reach_host_loopback() {
         return;
     }
     let mut host = Host::new(false, false);
-    host.serve(&["socat", "TCP-LISTEN:7001,bind=127.0.0.1,reuseaddr,fork", "SYSTEM:wc -c"]);
-    host.serve(&["socat", "TCP-LISTEN:7002,bind=127.0.0.1,reuseaddr,fork", "SYSTEM:head -c 5000000 /dev/zero"]);
-    host.serve(&["socat", "-b", "65507", "UDP-LISTEN:7003,bind=127.0.0.1,reuseaddr,fork", "PIPE"]);
+    host.serve(&[
+        "socat",
+        "TCP-LISTEN:7001,bind=127.0.0.1,reuseaddr,fork",
+        "SYSTEM:wc -c",
+    ]);
+    host.serve(&[
+        "socat",
+        "TCP-LISTEN:7002,bind=127.0.0.1,reuseaddr,fork",
+        "SYSTEM:head -c 5000000 /dev/zero",
+    ]);
+    host.serve(&[
+        "socat",
+        "-b",
+        "65507",
+        "UDP-LISTEN:7003,bind=127.0.0.1,reuseaddr,fork",
+        "PIPE",
+    ]);
     std::thread::sleep(Duration::from_millis(300));
     let out = host.run_sh(
         &[],
@@ -148,7 +198,11 @@ fn gateway_answers_ping_and_tcp_udp_reach_host_loopback() {
          head -c 60000 /dev/zero | socat -b 65507 -t 3 - UDP:10.0.2.2:7003 | wc -c",
     );
     let lines: Vec<&str> = out.lines().map(str::trim).collect();
-    assert_eq!(lines, ["ping-ok", "3000000", "5000000", "hello-udp", "60000"], "{out}");
+    assert_eq!(
+        lines,
+        ["ping-ok", "3000000", "5000000", "hello-udp", "60000"],
+        "{out}"
+    );
 }
 
 #[test]
@@ -159,7 +213,10 @@ fn refused_tcp_is_refused_quickly() {
     let host = Host::new(false, false);
     // Nothing listens on 7009: the guest must see a reset, not wait for a timeout.
     let started = std::time::Instant::now();
-    let out = host.run_sh(&[], "socat -T 5 - TCP:10.0.2.2:7009,connect-timeout=5 </dev/null 2>&1; echo status=$?");
+    let out = host.run_sh(
+        &[],
+        "socat -T 5 - TCP:10.0.2.2:7009,connect-timeout=5 </dev/null 2>&1; echo status=$?",
+    );
     assert!(out.contains("Connection refused"), "{out}");
     assert!(started.elapsed() < Duration::from_secs(20));
 }
@@ -181,7 +238,10 @@ fn dns_goes_to_the_hosts_resolver() {
     assert_eq!(lines.len(), 3, "{out}");
     assert_eq!(lines[0], "192.0.2.7", "{out}");
     assert_eq!(lines[1], "192.0.2.7", "{out}");
-    assert!(lines[2].starts_with("192.0.2.7"), "resolv.conf inside does not use 10.0.2.3: {out}");
+    assert!(
+        lines[2].starts_with("192.0.2.7"),
+        "resolv.conf inside does not use 10.0.2.3: {out}"
+    );
 }
 
 #[test]
@@ -194,18 +254,27 @@ fn icmp_echo_through_ping_sockets_or_unreachable() {
         let host = Host::new(allowed, false);
         let peer = Netns::new();
         let (a, b) = (common::unique("tv"), common::unique("tv"));
-        host.ns.exec_ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
-        host.ns.exec_ok(&["ip", "link", "set", &b, "netns", &peer.name]);
-        host.ns.exec_ok(&["ip", "addr", "add", "10.199.0.1/24", "dev", &a]);
+        host.ns
+            .exec_ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+        host.ns
+            .exec_ok(&["ip", "link", "set", &b, "netns", &peer.name]);
+        host.ns
+            .exec_ok(&["ip", "addr", "add", "10.199.0.1/24", "dev", &a]);
         host.ns.exec_ok(&["ip", "link", "set", &a, "up"]);
         peer.exec_ok(&["ip", "addr", "add", "10.199.0.2/24", "dev", &b]);
         peer.exec_ok(&["ip", "link", "set", &b, "up"]);
         let out = host.run_sh(&[], "ping -c 2 -W 2 10.199.0.2 2>&1; echo status=$?");
         if allowed {
-            assert!(out.contains("status=0"), "ping through a ping socket failed: {out}");
+            assert!(
+                out.contains("status=0"),
+                "ping through a ping socket failed: {out}"
+            );
         } else {
             assert!(!out.contains("status=0"), "{out}");
-            assert!(out.contains("Unreachable") || out.contains("unreachable"), "{out}");
+            assert!(
+                out.contains("Unreachable") || out.contains("unreachable"),
+                "{out}"
+            );
         }
     }
 }
@@ -232,9 +301,12 @@ fn published_ports_keep_the_clients_address() {
     let host = Host::new(false, false);
     let remote = Netns::new();
     let (a, b) = (common::unique("tv"), common::unique("tv"));
-    host.ns.exec_ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
-    host.ns.exec_ok(&["ip", "link", "set", &b, "netns", &remote.name]);
-    host.ns.exec_ok(&["ip", "addr", "add", "10.198.0.1/24", "dev", &a]);
+    host.ns
+        .exec_ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+    host.ns
+        .exec_ok(&["ip", "link", "set", &b, "netns", &remote.name]);
+    host.ns
+        .exec_ok(&["ip", "addr", "add", "10.198.0.1/24", "dev", &a]);
     host.ns.exec_ok(&["ip", "link", "set", &a, "up"]);
     remote.exec_ok(&["ip", "addr", "add", "10.198.0.2/24", "dev", &b]);
     remote.exec_ok(&["ip", "link", "set", &b, "up"]);
@@ -249,9 +321,26 @@ fn published_ports_keep_the_clients_address() {
                   echo hairpin=$(echo q | socat -t 2 - TCP:10.0.2.2:18080); \
                   sleep 25";
     let container = host.ns.spawn(&[
-        "timeout", "60", "setpriv", "--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", tapnet_bin(), "run",
-        "-p", "18080:80", "-p", "18081:81/udp", "-p", "127.0.0.1:18090-18092:90-92",
-        "--", "sh", "-c", script,
+        "timeout",
+        "60",
+        "setpriv",
+        "--reuid",
+        NOBODY,
+        "--regid",
+        NOBODY,
+        "--clear-groups",
+        tapnet_bin(),
+        "run",
+        "-p",
+        "18080:80",
+        "-p",
+        "18081:81/udp",
+        "-p",
+        "127.0.0.1:18090-18092:90-92",
+        "--",
+        "sh",
+        "-c",
+        script,
     ]);
     // From the host's loopback: slirp4netns presents such clients as the gateway.
     assert_eq!(ask(&host.ns, "127.0.0.1", 18080, false), "10.0.2.2");
@@ -261,8 +350,15 @@ fn published_ports_keep_the_clients_address() {
     // A range, bound to 127.0.0.1 only.
     assert_eq!(ask(&host.ns, "127.0.0.1", 18091, false), "port-91");
     assert_eq!(ask(&host.ns, "127.0.0.1", 18092, false), "port-92");
-    let refused = remote.exec(&["sh", "-c", "echo q | socat -t 2 - TCP:10.198.0.1:18091,connect-timeout=2"]);
-    assert!(!refused.status.success(), "a port bound to 127.0.0.1 answered on another address");
+    let refused = remote.exec(&[
+        "sh",
+        "-c",
+        "echo q | socat -t 2 - TCP:10.198.0.1:18091,connect-timeout=2",
+    ]);
+    assert!(
+        !refused.status.success(),
+        "a port bound to 127.0.0.1 answered on another address"
+    );
     drop(container);
 }
 
@@ -272,7 +368,11 @@ fn ipv6_to_host_loopback_and_gateway() {
         return;
     }
     let mut host = Host::new(false, false);
-    host.serve(&["socat", "TCP6-LISTEN:7006,bind=[::1],reuseaddr,fork", "SYSTEM:wc -c"]);
+    host.serve(&[
+        "socat",
+        "TCP6-LISTEN:7006,bind=[::1],reuseaddr,fork",
+        "SYSTEM:wc -c",
+    ]);
     std::thread::sleep(Duration::from_millis(300));
     let out = host.run_sh(
         &["--ipv6"],

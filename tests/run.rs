@@ -44,18 +44,6 @@ fn tapnet_run(as_root: bool, args: &[&str]) -> Output {
         .expect("run tapnet")
 }
 
-/// Skips (loudly) while the rootless stack is still a skeleton.
-fn stack_ready(test: &str, out: &Output) -> bool {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("not yet implemented") || stderr.contains("not implemented") {
-        skipped(&format!(
-            "{test}: the rootless stack is not implemented yet"
-        ));
-        return false;
-    }
-    true
-}
-
 fn text(out: &Output) -> String {
     format!(
         "status {:?}\nstdout: {}\nstderr: {}",
@@ -72,9 +60,6 @@ fn exit_statuses_are_the_commands() {
         return;
     }
     let out = tapnet_run(false, &["--", "true"]);
-    if !stack_ready(test, &out) {
-        return;
-    }
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = tapnet_run(false, &["--", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
@@ -107,9 +92,6 @@ fn the_command_sees_tap0_configured_like_slirp4netns() {
             "ip -o addr show tap0; ip -o link show tap0; ip route; id -u; cat /etc/resolv.conf",
         ],
     );
-    if !stack_ready(test, &out) {
-        return;
-    }
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("inet 10.0.2.100/24"), "{stdout}");
@@ -143,9 +125,6 @@ fn options_change_the_network() {
             "tap0",
         ],
     );
-    if !stack_ready(test, &out) {
-        return;
-    }
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("inet 10.8.0.100/24"),
@@ -161,9 +140,6 @@ fn works_as_root_too() {
         return;
     }
     let out = tapnet_run(true, &["--", "sh", "-c", "ip -o addr show tap0; exit 3"]);
-    if !stack_ready(test, &out) {
-        return;
-    }
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("10.0.2.100/24"));
 }

@@ -310,9 +310,8 @@ fn preconditions(test: &str) -> bool {
     }
 }
 
-/// Starts slirp4netns against a fresh container; `None` (skipped loudly) while the
-/// stack is a skeleton.
-fn start(test: &str, dir: &TempDir, args: &[&str]) -> Option<(ChildGuard, Slirp)> {
+/// Starts slirp4netns against a fresh container and waits for its ready fd.
+fn start(dir: &TempDir, args: &[&str]) -> (ChildGuard, Slirp) {
     // nobody must be able to create the API socket.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -320,14 +319,8 @@ fn start(test: &str, dir: &TempDir, args: &[&str]) -> Option<(ChildGuard, Slirp)
     let slirp = Slirp::start(&dir.0, args, ctr.pid());
     let ready = slirp.wait_ready();
     let log = slirp.log_text();
-    if log.contains("not yet implemented") || log.contains("not implemented") {
-        skipped(&format!(
-            "{test}: the rootless stack is not implemented yet"
-        ));
-        return None;
-    }
     assert_eq!(ready.as_deref(), Some("1"), "ready fd; log:\n{log}");
-    Some((ctr, slirp))
+    (ctr, slirp)
 }
 
 #[test]
@@ -338,13 +331,10 @@ fn ready_fd_api_and_exit_fd() {
     }
     let dir = TempDir::new();
     let sock = dir.0.join("api.sock");
-    let Some((ctr, mut slirp)) = start(
-        test,
+    let (ctr, mut slirp) = start(
         &dir,
         &["-c", "--mtu=65520", "--api-socket", sock.to_str().unwrap()],
-    ) else {
-        return;
-    };
+    );
     let addr = in_netns(ctr.pid(), "ip -o addr show tap0; ip -o link show tap0");
     let addr = String::from_utf8_lossy(&addr.stdout);
     assert!(addr.contains("inet 10.0.2.100/24"), "{addr}");
@@ -422,8 +412,7 @@ fn sandbox_and_seccomp_still_pass_traffic() {
     // A server on the host's loopback, reached as 10.0.2.2 from the namespace.
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
-    let Some((ctr, mut slirp)) = start(
-        test,
+    let (ctr, mut slirp) = start(
         &dir,
         &[
             "-c",
@@ -432,9 +421,7 @@ fn sandbox_and_seccomp_still_pass_traffic() {
             "--api-socket",
             sock.to_str().unwrap(),
         ],
-    ) else {
-        return;
-    };
+    );
     let accepted = std::thread::spawn(move || {
         let (mut conn, _) = server.accept().unwrap();
         let mut got = String::new();

@@ -170,8 +170,20 @@ fn no_icc_blocks_container_to_container() {
     // Even knowing b's MAC (ARP requests never reach b), a's unicast frames are dropped
     // once the switch knows where b is (b talked to the gateway).
     assert!(b.ping("10.204.0.1"));
-    a.exec_ok(&["ip", "neigh", "replace", &ip_b, "lladdr", "02:42:0a:cc:00:03", "dev", "eth0"]);
-    assert!(!a.ping(&ip_b), "ICC off, yet unicast reached another container");
+    a.exec_ok(&[
+        "ip",
+        "neigh",
+        "replace",
+        &ip_b,
+        "lladdr",
+        "02:42:0a:cc:00:03",
+        "dev",
+        "eth0",
+    ]);
+    assert!(
+        !a.ping(&ip_b),
+        "ICC off, yet unicast reached another container"
+    );
     let inspect = daemon.json(&["network", "inspect", "quiet"]);
     assert_eq!(inspect["options"]["icc"], false, "{inspect}");
     let stats = daemon.json(&["stats", "--json"]);

@@ -187,5 +187,33 @@ pub(crate) fn print_stats(value: Value, json: bool) -> anyhow::Result<()> {
         ],
         &rows,
     );
+    let e = &stats.egress;
+    println!(
+        "egress: {} packets ({} bytes) to host sockets, {} packets ({} bytes) back; open flows: {} tcp, {} udp, \
+         {} icmp; connects refused {}, unreachable {}",
+        e.packets_in,
+        e.bytes_in,
+        e.packets_out,
+        e.bytes_out,
+        e.tcp_flows,
+        e.udp_flows,
+        e.icmp_flows,
+        e.tcp_refused,
+        e.tcp_unreachable
+    );
+    Ok(())
+}
+
+/// `conntrack`: one `conntrack -L` line per flow, and the count on stderr as
+/// conntrack-tools prints it.
+pub(crate) fn print_conntrack(value: Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&value["entries"]);
+    }
+    let lines = value["lines"].as_array().cloned().unwrap_or_default();
+    for line in &lines {
+        println!("{}", line.as_str().unwrap_or_default());
+    }
+    eprintln!("tapnet: {} flow entries have been shown.", lines.len());
     Ok(())
 }

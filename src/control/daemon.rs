@@ -13,14 +13,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use tapnet_switch::{NetworkConfig, PortRole, SwitchConfig};
+use tapnet_conntrack::ConntrackConfig;
+use tapnet_switch::router::{RouterNetwork, RouterV4};
+use tapnet_switch::{NetworkConfig, PortId, PortRole, SwitchConfig};
+use tapnet_wire::MacAddr;
 use tracing::{info, warn};
 
 use super::proto::{
     Connect, MacInfo, NetnsSpec, NetworkCreate, PortStatsInfo, Request, Response, StatsInfo,
 };
 use super::registry::Registry;
-use crate::datapath::{BackendChoice, Datapath, PortIo};
+use crate::datapath::{BackendChoice, Datapath, Gateway, PortIo};
+use crate::engine::{Engine, EngineConfig, EngineNetwork};
 use crate::port::{self, AttachedPort, InterfaceConfig, NetnsTarget, PortKind};
 
 /// Longest request line accepted; a longer one is answered with an error.
@@ -43,10 +47,27 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("install signal handler")?;
     }
-    let datapath = Datapath::spawn(options.backend, options.switch.clone())?;
+    // Host-socket egress is the uplink of every network (the rootless default).
+    let (engine, link) = Engine::spawn(EngineConfig {
+        networks: Vec::new(),
+        outbound_addr: None,
+        outbound_addr6: None,
+        resolvers: crate::engine::host_resolvers(),
+        conntrack: ConntrackConfig::default(),
+    })
+    .context("start host-socket egress")?;
+    let datapath = match Datapath::spawn_with_uplink(options.backend, options.switch.clone(), link)
+    {
+        Ok(d) => d,
+        Err(e) => {
+            engine.shutdown();
+            return Err(e);
+        }
+    };
     let mut daemon = Daemon {
         registry: Registry::new(),
         datapath,
+        engine,
     };
     info!(control = %options.control.display(), datapath = daemon.datapath.backend_name(), "tapnet daemon ready");
 
@@ -154,6 +175,13 @@ fn handle_client(stream: UnixStream, daemon: &mut Daemon) -> anyhow::Result<()> 
 struct Daemon {
     registry: Registry,
     datapath: Datapath,
+    engine: Engine,
+}
+
+/// The virtual switch port of a network's gateway: counted down from the top, so it
+/// never meets the container ports the registry counts up from zero.
+fn gateway_port(net: tapnet_switch::NetworkId) -> PortId {
+    PortId(u32::MAX - net.0)
 }
 
 impl Daemon {
@@ -177,6 +205,11 @@ impl Daemon {
             Request::Disconnect { network, container } => self.disconnect(&network, &container),
             Request::Macs { network } => self.macs(&network),
             Request::Stats => self.stats(),
+            Request::Conntrack => {
+                let entries = self.engine.conntrack();
+                let lines: Vec<String> = entries.iter().map(|e| e.to_conntrack_line()).collect();
+                Ok(json!({"entries": entries, "lines": lines}))
+            }
         }
     }
 
@@ -187,9 +220,42 @@ impl Daemon {
             icc: network.icc,
             ..NetworkConfig::with_mtu(network.mtu as usize)
         };
-        self.datapath
-            .add_network(network.id, config)
-            .map_err(|e| format!("{e:#}"))?;
+        let gateway = Gateway {
+            port: gateway_port(network.id),
+            network: RouterNetwork {
+                gateway_mac: MacAddr::from_ipv4_docker(network.gateway.octets()),
+                v4: Some(RouterV4 {
+                    network: network.subnet.network(),
+                    prefix_len: network.subnet.prefix_len(),
+                    gateway: network.gateway,
+                    extra: Vec::new(),
+                    dhcp: None,
+                }),
+                v6: None,
+                mtu: network.mtu,
+                egress: true,
+                // As on Docker's bridge, the gateway address reaches services of the
+                // host: here the loopback of tapnet's own namespace.
+                own_addresses_to_uplink: true,
+            },
+        };
+        let egress = EngineNetwork {
+            id: network.id,
+            gateway: network.gateway,
+            host_loopback: true,
+            dns: None,
+            gateway6: None,
+            dns6: None,
+            mtu: network.mtu,
+        };
+        self.engine.add_network(egress)?;
+        if let Err(e) = self
+            .datapath
+            .add_routed_network(network.id, config, gateway)
+        {
+            let _ = self.engine.remove_network(network.id);
+            return Err(format!("{e:#}"));
+        }
         info!(name = %network.name, subnet = %network.subnet, gateway = %network.gateway, mtu = network.mtu, icc = network.icc, "network created");
         let info =
             json!({"name": network.name, "subnet": network.subnet, "gateway": network.gateway});
@@ -202,6 +268,9 @@ impl Daemon {
         self.datapath
             .remove_network(id)
             .map_err(|e| format!("{e:#}"))?;
+        if let Err(e) = self.engine.remove_network(id) {
+            warn!(name, "remove the network's egress: {e}");
+        }
         self.registry.commit_network_remove(name);
         info!(name, "network removed");
         Ok(json!({"name": name}))
@@ -346,7 +415,8 @@ impl Daemon {
             .collect();
         Ok(json!(StatsInfo {
             datapath: self.datapath.backend_name().to_owned(),
-            ports
+            ports,
+            egress: self.engine.stats(),
         }))
     }
 
@@ -355,6 +425,7 @@ impl Daemon {
         let Self {
             mut registry,
             datapath,
+            engine,
         } = self;
         let ports: Vec<_> = registry.endpoints().map(|e| e.port).collect();
         for port in ports {
@@ -379,5 +450,6 @@ impl Daemon {
         if let Err(err) = datapath.shutdown() {
             warn!("stop datapath: {err:#}");
         }
+        engine.shutdown();
     }
 }

@@ -21,6 +21,7 @@ pub(crate) enum Request {
     Disconnect { network: String, container: String },
     Macs { network: String },
     Stats,
+    Conntrack,
 }
 
 /// `tapnet network create`.
@@ -125,4 +126,6 @@ pub(crate) struct PortStatsInfo {
 pub(crate) struct StatsInfo {
     pub(crate) datapath: String,
     pub(crate) ports: Vec<PortStatsInfo>,
+    /// Host-socket egress: traffic, flows open, drops by reason.
+    pub(crate) egress: crate::engine::EngineStats,
 }

@@ -106,7 +106,8 @@ pub(crate) struct Datapath {
 }
 
 impl Datapath {
-    /// Starts the datapath thread; logs which backend it uses.
+    /// Starts the datapath thread without an uplink; logs which backend it uses.
+    #[cfg(test)]
     pub(crate) fn spawn(choice: BackendChoice, config: SwitchConfig) -> anyhow::Result<Self> {
         Self::spawn_tuned(choice, config, Tuning::default(), None)
     }
@@ -182,6 +183,8 @@ impl Datapath {
             .map_err(|_| anyhow!("the datapath thread exited without answering"))?
     }
 
+    /// Adds a network without a gateway (a bare L2 segment).
+    #[cfg(test)]
     pub(crate) fn add_network(&self, net: NetworkId, config: NetworkConfig) -> anyhow::Result<()> {
         self.call(|r| Command::AddNetwork(net, config, None, r))
     }

@@ -36,7 +36,7 @@ use crate::sys::uring::{
 /// Submission queue entries (completion queue: 8x that).
 const RING_ENTRIES: u32 = 512;
 
-/// What a tag (the `u64` carried by each operation) means: bits 62-63.
+/// What a tag (the `u64` carried by each operation) means: bits 61-63.
 const KIND_READ: u64 = 0;
 const KIND_WRITE: u64 = 1;
 const KIND_POLL: u64 = 2;
@@ -46,14 +46,14 @@ const KIND_UPLINK: u64 = 4;
 /// A tag: kind, port generation (so completions for a removed port, or an earlier
 /// port with the same id, are recognised), slot, port id.
 fn tag(kind: u64, port: PortId, gen_: u16, slot: u8) -> u64 {
-    (kind << 62) | (u64::from(gen_) << 40) | (u64::from(slot) << 32) | u64::from(port.0)
+    (kind << 61) | (u64::from(gen_) << 40) | (u64::from(slot) << 32) | u64::from(port.0)
 }
 
 fn untag(tag: u64) -> (u64, PortId, u16, u8) {
     let port = PortId(u32::try_from(tag & 0xffff_ffff).unwrap_or(u32::MAX));
     let slot = u8::try_from((tag >> 32) & 0xff).unwrap_or(u8::MAX);
     let gen_ = u16::try_from((tag >> 40) & 0xffff).unwrap_or(u16::MAX);
-    (tag >> 62, port, gen_, slot)
+    (tag >> 61, port, gen_, slot)
 }
 
 /// A port's io_uring state.
@@ -507,6 +507,7 @@ mod tests {
             (KIND_READ, 0, 0, 0),
             (KIND_WRITE, u32::MAX, u16::MAX, 7),
             (KIND_WAKE, 12, 3, 255),
+            (KIND_UPLINK, 0, u16::MAX, 255),
         ] {
             assert_eq!(untag(tag(k, PortId(p), g, s)), (k, PortId(p), g, s));
         }

@@ -148,6 +148,25 @@ struct Net {
     frag_id: u16,
 }
 
+impl Net {
+    fn new(cfg: EngineNetwork, seed: u64) -> Self {
+        let mut addrs = vec![IpAddr::V4(cfg.gateway)];
+        addrs.extend(cfg.gateway6.map(IpAddr::V6));
+        let mtu = usize::try_from(cfg.mtu).unwrap_or(65535);
+        let term = SmolTerminator::new(mtu, &addrs, seed.wrapping_add(u64::from(cfg.id.0)));
+        Self {
+            cfg,
+            term,
+            tcp: HashMap::new(),
+            udp: HashMap::new(),
+            ping: HashMap::new(),
+            next_port: *EPHEMERAL.start(),
+            active: false,
+            frag_id: 1,
+        }
+    }
+}
+
 /// A terminator's output: packets to the link, TCP headers noted for conntrack.
 struct Sink<'a> {
     link: &'a mut EngineLink,
@@ -201,6 +220,8 @@ pub(super) struct EngineLoop {
     epoll: OwnedFd,
     link: EngineLink,
     commands: Receiver<Command>,
+    /// Seeds each network's TCP initial sequence numbers (mixed with its id).
+    seed: u64,
     nets: HashMap<NetworkId, Net>,
     zones: HashMap<Zone, NetworkId>,
     ct: Conntrack,
@@ -250,34 +271,19 @@ impl EngineLoop {
         };
         let mut nets = HashMap::new();
         let mut zones = HashMap::new();
-        for (i, n) in config.networks.into_iter().enumerate() {
-            let mut addrs = vec![IpAddr::V4(n.gateway)];
-            addrs.extend(n.gateway6.map(IpAddr::V6));
-            let mtu = usize::try_from(n.mtu).unwrap_or(65535);
-            let term = SmolTerminator::new(mtu, &addrs, seed.wrapping_add(i as u64));
+        for n in config.networks {
             anyhow::ensure!(
                 zones.insert(zone_of(n.id), n.id).is_none(),
                 "network {} is given twice",
                 n.id.0
             );
-            nets.insert(
-                n.id,
-                Net {
-                    cfg: n,
-                    term,
-                    tcp: HashMap::new(),
-                    udp: HashMap::new(),
-                    ping: HashMap::new(),
-                    next_port: *EPHEMERAL.start(),
-                    active: false,
-                    frag_id: 1,
-                },
-            );
+            nets.insert(n.id, Net::new(n, seed));
         }
         Ok(Self {
             epoll,
             link,
             commands,
+            seed,
             nets,
             zones,
             ct: Conntrack::new(config.conntrack),
@@ -417,9 +423,44 @@ impl EngineLoop {
                     s.icmp_flows = self.pings.len() as u64;
                     let _ = reply.send(s);
                 }
+                Command::AddNetwork(n, reply) => {
+                    let r = self.add_network(n);
+                    let _ = reply.send(r);
+                }
+                Command::RemoveNetwork(id, reply) => {
+                    self.remove_network(id);
+                    let _ = reply.send(Ok(()));
+                }
                 Command::Stop => self.stop = true,
             }
         }
+    }
+
+    fn add_network(&mut self, n: EngineNetwork) -> Result<(), String> {
+        if self.nets.contains_key(&n.id) || self.zones.contains_key(&zone_of(n.id)) {
+            return Err(format!("network {} already has egress", n.id.0));
+        }
+        self.zones.insert(zone_of(n.id), n.id);
+        self.nets.insert(n.id, Net::new(n, self.seed));
+        Ok(())
+    }
+
+    /// Forgets a network: its forwards' listeners and its flows' host sockets close.
+    fn remove_network(&mut self, id: NetworkId) {
+        let forwards: Vec<u32> = self
+            .forwards
+            .iter()
+            .filter(|(_, (f, _))| f.net == id)
+            .map(|(fid, _)| *fid)
+            .collect();
+        for fid in forwards {
+            let _ = self.remove_forward(fid);
+        }
+        self.tcp.retain(|_, c| c.net != id);
+        self.udp.retain(|_, f| f.net != id);
+        self.pings.retain(|_, f| f.net != id);
+        self.nets.remove(&id);
+        self.zones.retain(|_, n| *n != id);
     }
 
     // ---- packets from the containers ----
@@ -823,34 +864,35 @@ impl EngineLoop {
         let mut reset = false;
 
         // Guest -> host.
-        if c.host_writable && !c.host_shut {
-            if let Some(stream) = c.stream.as_mut() {
-                loop {
-                    let mut err = None;
-                    let moved = term.recv_with(h, &mut |buf| {
-                        if buf.is_empty() {
-                            return 0;
-                        }
-                        match stream.write(buf) {
-                            Ok(n) => n,
-                            Err(e) => {
-                                err = Some(e);
-                                0
-                            }
-                        }
-                    });
-                    self.stats.host_tx_bytes += moved as u64;
-                    if let Some(e) = err {
-                        if would_block(&e) {
-                            c.host_writable = false;
-                        } else {
-                            reset = true;
-                        }
-                        break;
+        if c.host_writable
+            && !c.host_shut
+            && let Some(stream) = c.stream.as_mut()
+        {
+            loop {
+                let mut err = None;
+                let moved = term.recv_with(h, &mut |buf| {
+                    if buf.is_empty() {
+                        return 0;
                     }
-                    if moved == 0 {
-                        break;
+                    match stream.write(buf) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            err = Some(e);
+                            0
+                        }
                     }
+                });
+                self.stats.host_tx_bytes += moved as u64;
+                if let Some(e) = err {
+                    if would_block(&e) {
+                        c.host_writable = false;
+                    } else {
+                        reset = true;
+                    }
+                    break;
+                }
+                if moved == 0 {
+                    break;
                 }
             }
         }
@@ -863,38 +905,41 @@ impl EngineLoop {
         }
 
         // Host -> guest.
-        if !reset && c.host_readable && !c.host_eof && st.established {
-            if let Some(stream) = c.stream.as_mut() {
-                loop {
-                    let mut result: Option<io::Result<usize>> = None;
-                    let moved = term.send_with(h, &mut |buf| {
-                        if buf.is_empty() {
-                            return 0;
-                        }
-                        let r = stream.read(buf);
-                        let n = *r.as_ref().unwrap_or(&0);
-                        result = Some(r);
-                        n
-                    });
-                    self.stats.host_rx_bytes += moved as u64;
-                    match result {
-                        // No room toward the guest: stay readable, resume on its ACKs.
-                        None => break,
-                        Some(Ok(0)) => {
-                            c.host_eof = true;
-                            term.close(h);
-                            break;
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) if would_block(&e) => {
-                            c.host_readable = false;
-                            break;
-                        }
-                        Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Some(Err(_)) => {
-                            reset = true;
-                            break;
-                        }
+        if !reset
+            && c.host_readable
+            && !c.host_eof
+            && st.established
+            && let Some(stream) = c.stream.as_mut()
+        {
+            loop {
+                let mut result: Option<io::Result<usize>> = None;
+                let moved = term.send_with(h, &mut |buf| {
+                    if buf.is_empty() {
+                        return 0;
+                    }
+                    let r = stream.read(buf);
+                    let n = *r.as_ref().unwrap_or(&0);
+                    result = Some(r);
+                    n
+                });
+                self.stats.host_rx_bytes += moved as u64;
+                match result {
+                    // No room toward the guest: stay readable, resume on its ACKs.
+                    None => break,
+                    Some(Ok(0)) => {
+                        c.host_eof = true;
+                        term.close(h);
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) if would_block(&e) => {
+                        c.host_readable = false;
+                        break;
+                    }
+                    Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Some(Err(_)) => {
+                        reset = true;
+                        break;
                     }
                 }
             }

@@ -90,7 +90,7 @@ pub(crate) struct Forward {
 }
 
 /// Counters of the engine (totals since it started).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct EngineStats {
     /// Packets and bytes from the containers (as handed in by the datapath).
     pub(crate) packets_in: u64,
@@ -123,6 +123,8 @@ pub(crate) struct EngineStats {
 /// A request to the engine thread.
 #[derive(Debug)]
 enum Command {
+    AddNetwork(EngineNetwork, Sender<Result<(), String>>),
+    RemoveNetwork(NetworkId, Sender<Result<(), String>>),
     AddForward(Forward, Sender<Result<u32, String>>),
     RemoveForward(u32, Sender<Result<(), String>>),
     Conntrack(Sender<Vec<EntryInfo>>),
@@ -168,6 +170,18 @@ impl Engine {
         self.commands.send(make(tx)).ok()?;
         self.waker.wake();
         rx.recv().ok()
+    }
+
+    /// Serves one more network.
+    pub(crate) fn add_network(&self, network: EngineNetwork) -> Result<(), String> {
+        self.request(|r| Command::AddNetwork(network, r))
+            .unwrap_or_else(|| Err("the host-socket engine has stopped".into()))
+    }
+
+    /// Stops serving a network: its forwards and flows are closed.
+    pub(crate) fn remove_network(&self, id: NetworkId) -> Result<(), String> {
+        self.request(|r| Command::RemoveNetwork(id, r))
+            .unwrap_or_else(|| Err("the host-socket engine has stopped".into()))
     }
 
     /// Starts listening for a forward; the error is one line fit for a user.

@@ -130,7 +130,7 @@ impl Device for LinkDevice<'_> {
     fn transmit(&mut self, _now: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
         // Refusing (rather than dropping) keeps smoltcp from bursting into a full
         // queue (smoltcp#949): it retries at the next poll.
-        self.out.ready().then(|| TxTok(&mut *self.out))
+        self.out.ready().then_some(TxTok(&mut *self.out))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

@@ -74,6 +74,8 @@ impl ForwardTable for Stack {
 pub(crate) struct ApiConfig {
     /// The default `guest_addr` (cidr + 100).
     pub(crate) guest_addr: Ipv4Addr,
+    /// The default `guest_addr` of IPv6 forwards (fd00::100), with `--enable-ipv6`.
+    pub(crate) guest_addr6: Option<std::net::Ipv6Addr>,
     /// `--enable-ipv6`: `tcp6`/`udp6` are accepted.
     pub(crate) ipv6: bool,
 }
@@ -157,7 +159,10 @@ fn add_hostfwd<'a>(
         return add_error("guest_port");
     };
     let guest_addr = match non_empty("guest_addr") {
-        None if family == Family::V6 => return add_error("guest_addr"),
+        None if family == Family::V6 => match config.guest_addr6 {
+            Some(a) => IpAddr::V6(a),
+            None => return add_error("guest_addr"),
+        },
         None => IpAddr::V4(config.guest_addr),
         Some(s) => match s.parse::<IpAddr>() {
             Ok(a) => a,
@@ -424,6 +429,7 @@ mod tests {
 
     const CONFIG: ApiConfig = ApiConfig {
         guest_addr: Ipv4Addr::new(10, 0, 2, 100),
+        guest_addr6: None,
         ipv6: false,
     };
 

@@ -276,18 +276,39 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
     }
     userns::write_id_maps(pid).context("map root in the new user namespace")?;
     let stack = Stack::start(stack_config(args, pid)).context("start the network")?;
-    let guest = IpAddr::V4(stack_config(args, pid).guest_addr());
+    let config = stack_config(args, pid);
     for spec in &args.publish {
-        if let Err(e) = stack.add_forward(
-            spec.proto,
-            spec.host_addr,
-            spec.host_port,
-            guest,
-            spec.container_port,
-            spec.count,
-        ) {
-            stack.shutdown();
-            anyhow::bail!("publish {spec}: {e}");
+        // An IPv6 host address goes to the guest's IPv6 address; a wildcard also
+        // listens on [::] when IPv6 is on, as Docker publishes on both families.
+        let mut targets = Vec::new();
+        match (spec.host_addr, config.guest_addr6()) {
+            (IpAddr::V6(_), Some(guest6)) => targets.push((spec.host_addr, IpAddr::V6(guest6))),
+            (IpAddr::V6(_), None) => {
+                stack.shutdown();
+                anyhow::bail!("publish {spec}: an IPv6 host address needs --ipv6");
+            }
+            (IpAddr::V4(v4), guest6) => {
+                targets.push((spec.host_addr, IpAddr::V4(config.guest_addr())));
+                if let (true, Some(guest6)) = (v4.is_unspecified(), guest6) {
+                    targets.push((
+                        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                        IpAddr::V6(guest6),
+                    ));
+                }
+            }
+        }
+        for (host_addr, guest) in targets {
+            if let Err(e) = stack.add_forward(
+                spec.proto,
+                host_addr,
+                spec.host_port,
+                guest,
+                spec.container_port,
+                spec.count,
+            ) {
+                stack.shutdown();
+                anyhow::bail!("publish {spec}: {e}");
+            }
         }
     }
     // Forward signals to the child from a thread; the main thread waits.

@@ -423,8 +423,8 @@ pub(crate) fn stack_config(o: &Options) -> Result<StackConfig, String> {
         None => None,
         Some(s) => Some(match s.parse::<Ipv4Addr>() {
             Ok(a) => a,
-            Err(_) => match userns::interface_addr(s, false) {
-                Ok(Some(IpAddr::V4(a))) => a,
+            Err(_) => match crate::engine::interface_addr(s, false) {
+                Some(IpAddr::V4(a)) => a,
                 _ => {
                     return Err(
                         "outbound-addr has to be valid ipv4 address or interface name.".to_owned(),
@@ -437,8 +437,8 @@ pub(crate) fn stack_config(o: &Options) -> Result<StackConfig, String> {
         None => None,
         Some(s) => Some(match s.parse::<Ipv6Addr>() {
             Ok(a) => a,
-            Err(_) => match userns::interface_addr(s, true) {
-                Ok(Some(IpAddr::V6(a))) => a,
+            Err(_) => match crate::engine::interface_addr(s, true) {
+                Some(IpAddr::V6(a)) => a,
                 _ => {
                     return Err(
                         "outbound-addr6 has to be valid ipv6 address or interface name.".to_owned(),
@@ -620,6 +620,7 @@ fn serve(
     }
     let api_config = ApiConfig {
         guest_addr: config.guest_addr(),
+        guest_addr6: config.guest_addr6(),
         ipv6: config.ipv6,
     };
     loop {

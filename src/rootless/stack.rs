@@ -4,12 +4,18 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use anyhow::Context;
+use ipnet::{Ipv4Net, Ipv6Net};
+use tapnet_conntrack::ConntrackConfig;
+use tapnet_switch::router::{DhcpConfig, RouterNetwork, RouterV4, RouterV6};
+use tapnet_switch::{NetworkConfig, NetworkId, PortId, PortRole, SwitchConfig};
 use tapnet_wire::MacAddr;
 
-use crate::engine::ForwardProto;
-use crate::port::NetnsTarget;
+use crate::datapath::{BackendChoice, Datapath, Gateway, PortIo};
+use crate::engine::{Engine, EngineConfig, EngineNetwork, Forward, ForwardProto};
+use crate::port::{self, InterfaceConfig, NetnsTarget, PortKind};
 
 /// Settings of a rootless stack, with slirp4netns's defaults.
 #[derive(Clone, Debug)]
@@ -63,37 +69,218 @@ pub(crate) struct ForwardInfo {
     pub(crate) guest_port: u16,
 }
 
+/// The switch's ids for the one network and its two ports.
+const NET: NetworkId = NetworkId(0);
+const GATEWAY_PORT: PortId = PortId(0);
+const TAP_PORT: PortId = PortId(1);
+
+/// The IPv6 prefix, gateway, DNS and guest addresses slirp4netns uses (fd00::/64).
+const PREFIX6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0);
+const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+const DNS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3);
+const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+
+/// DHCP pool of slirp4netns (libslirp): the 15th to the 30th address of the CIDR.
+const DHCP_POOL: (u32, u32) = (15, 30);
+
+impl StackConfig {
+    /// The guest's IPv6 address (fd00::100), when IPv6 is on.
+    pub(crate) fn guest_addr6(&self) -> Option<Ipv6Addr> {
+        self.ipv6.then_some(GUEST6)
+    }
+
+    /// The gateway's MAC: 52:55 and the gateway's IPv4 address, as libslirp.
+    fn gateway_mac(&self) -> MacAddr {
+        let [a, b, c, d] = self.gateway().octets();
+        MacAddr([0x52, 0x55, a, b, c, d])
+    }
+
+    fn router_network(&self) -> RouterNetwork {
+        let dns = self.dns_addr();
+        RouterNetwork {
+            gateway_mac: self.gateway_mac(),
+            v4: Some(RouterV4 {
+                network: self.cidr.network(),
+                prefix_len: self.cidr.prefix_len(),
+                gateway: self.gateway(),
+                extra: if self.dns { vec![dns] } else { Vec::new() },
+                dhcp: Some(DhcpConfig {
+                    pool: (nth(self.cidr, DHCP_POOL.0), nth(self.cidr, DHCP_POOL.1)),
+                    dns: if self.dns { vec![dns] } else { Vec::new() },
+                    lease_time: Duration::from_secs(24 * 3600),
+                }),
+            }),
+            v6: self.ipv6.then(|| RouterV6 {
+                prefix: PREFIX6,
+                prefix_len: 64,
+                gateway: GATEWAY6,
+                extra: if self.dns { vec![DNS6] } else { Vec::new() },
+                dns: if self.dns { vec![DNS6] } else { Vec::new() },
+            }),
+            mtu: self.mtu,
+            egress: true,
+            // The gateway leads to the host's loopback and the DNS address to its
+            // resolvers; the engine refuses what is disabled.
+            own_addresses_to_uplink: true,
+        }
+    }
+
+    fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            networks: vec![EngineNetwork {
+                id: NET,
+                gateway: self.gateway(),
+                host_loopback: self.host_loopback,
+                dns: self.dns.then(|| self.dns_addr()),
+                gateway6: self.ipv6.then_some(GATEWAY6),
+                dns6: (self.ipv6 && self.dns).then_some(DNS6),
+                mtu: self.mtu,
+            }],
+            outbound_addr: self.outbound_addr,
+            outbound_addr6: self.outbound_addr6,
+            resolvers: crate::engine::host_resolvers(),
+            conntrack: ConntrackConfig::default(),
+        }
+    }
+
+    fn interface_config(&self) -> anyhow::Result<InterfaceConfig> {
+        let address = Ipv4Net::new(self.guest_addr(), self.cidr.prefix_len())?;
+        let mac = self
+            .mac
+            .unwrap_or(MacAddr::from_ipv4_docker(self.guest_addr().octets()));
+        let mut config = InterfaceConfig::ipv4(
+            Some(self.tap_name.clone()),
+            mac,
+            address,
+            self.gateway(),
+            self.mtu,
+        );
+        config.configure = self.configure;
+        config.attach_existing = true;
+        if self.ipv6 {
+            config.ipv6 = Some((Ipv6Net::new(GUEST6, 64)?, GATEWAY6));
+        }
+        Ok(config)
+    }
+}
+
 /// A running rootless stack.
 #[derive(Debug)]
-pub(crate) struct Stack {}
+pub(crate) struct Stack {
+    datapath: Datapath,
+    engine: Engine,
+    config: StackConfig,
+}
 
 impl Stack {
     /// Opens (and, with `configure`, configures) the TAP, then starts the datapath and
     /// the engine. Returns once frames flow.
-    pub(crate) fn start(_config: StackConfig) -> anyhow::Result<Self> {
-        todo!()
+    pub(crate) fn start(config: StackConfig) -> anyhow::Result<Self> {
+        if config.cidr.prefix_len() > 25 {
+            anyhow::bail!(
+                "CIDR {} is too small: it must hold the guest at .100 (use /25 or larger)",
+                config.cidr
+            );
+        }
+        // The helper joins the user namespace that owns the network namespace (as
+        // NS_GET_USERNS reports it): for `--userns-path` that is the same namespace, so
+        // the path only has to exist.
+        if let Some(userns) = &config.userns {
+            std::fs::metadata(userns)
+                .with_context(|| format!("user namespace {}", userns.display()))?;
+        }
+        let interface = config.interface_config()?;
+        let (engine, link) =
+            Engine::spawn(config.engine_config()).context("start host-socket egress")?;
+        let datapath =
+            match Datapath::spawn_with_uplink(BackendChoice::Auto, SwitchConfig::default(), link) {
+                Ok(d) => d,
+                Err(e) => {
+                    engine.shutdown();
+                    return Err(e.context("start the datapath"));
+                }
+            };
+        let stack = Self {
+            datapath,
+            engine,
+            config,
+        };
+        if let Err(e) = stack.attach(&interface) {
+            stack.shutdown();
+            return Err(e);
+        }
+        Ok(stack)
     }
+
+    fn attach(&self, interface: &InterfaceConfig) -> anyhow::Result<()> {
+        let network = NetworkConfig {
+            icc: true,
+            ..NetworkConfig::with_mtu(self.config.mtu as usize)
+        };
+        let gateway = Gateway {
+            port: GATEWAY_PORT,
+            network: self.config.router_network(),
+        };
+        self.datapath.add_routed_network(NET, network, gateway)?;
+        let attached = port::attach(&self.config.netns, PortKind::Tap, interface, "")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(
+            tap = attached.ifname,
+            configured = self.config.configure,
+            guest = %self.config.guest_addr(),
+            mtu = self.config.mtu,
+            "rootless network ready"
+        );
+        self.datapath
+            .add_port(TAP_PORT, NET, PortRole::Container, PortIo::Tap(attached.fd))
+    }
+
     /// Publishes `host_addr:host_port` to `guest_addr:guest_port` (ranges: `count` ports).
     /// The error is one line fit for a user (and for the slirp4netns API's `desc`).
     pub(crate) fn add_forward(
         &self,
-        _proto: ForwardProto,
-        _host_addr: IpAddr,
-        _host_port: u16,
-        _guest_addr: IpAddr,
-        _guest_port: u16,
-        _count: u16,
+        proto: ForwardProto,
+        host_addr: IpAddr,
+        host_port: u16,
+        guest_addr: IpAddr,
+        guest_port: u16,
+        count: u16,
     ) -> Result<u32, String> {
-        todo!()
+        self.engine.add_forward(Forward {
+            proto,
+            net: NET,
+            host_addr,
+            host_port,
+            guest_addr,
+            guest_port,
+            count,
+        })
     }
-    pub(crate) fn remove_forward(&self, _id: u32) -> Result<(), String> {
-        todo!()
+
+    pub(crate) fn remove_forward(&self, id: u32) -> Result<(), String> {
+        self.engine.remove_forward(id)
     }
+
     pub(crate) fn forwards(&self) -> Vec<ForwardInfo> {
-        todo!()
+        self.engine
+            .forwards()
+            .into_iter()
+            .map(|(id, f)| ForwardInfo {
+                id,
+                proto: f.proto,
+                host_addr: f.host_addr,
+                host_port: f.host_port,
+                guest_addr: f.guest_addr,
+                guest_port: f.guest_port,
+            })
+            .collect()
     }
+
     /// Stops everything; the TAP disappears with its fd.
     pub(crate) fn shutdown(self) {
-        todo!()
+        if let Err(e) = self.datapath.shutdown() {
+            tracing::warn!("stop the datapath: {e:#}");
+        }
+        self.engine.shutdown();
     }
 }
