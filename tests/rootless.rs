@@ -205,6 +205,29 @@ fn gateway_answers_ping_and_tcp_udp_reach_host_loopback() {
     );
 }
 
+/// At MTU 1500 the container's kernel fragments a 60000-byte datagram; tapnet puts it
+/// back together for the host socket and fragments the answer on the way back.
+#[test]
+fn large_udp_datagrams_cross_at_mtu_1500() {
+    if !rootless_ready("large_udp_datagrams_cross_at_mtu_1500") {
+        return;
+    }
+    let mut host = Host::new(false, false);
+    host.serve(&[
+        "socat",
+        "-b",
+        "65507",
+        "UDP-LISTEN:7004,bind=127.0.0.1,reuseaddr,fork",
+        "PIPE",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = host.run_sh(
+        &["--mtu", "1500"],
+        "head -c 60000 /dev/zero | socat -b 65507 -t 3 - UDP:10.0.2.2:7004 | wc -c",
+    );
+    assert_eq!(out.trim(), "60000", "{out}");
+}
+
 #[test]
 fn refused_tcp_is_refused_quickly() {
     if !rootless_ready("refused_tcp_is_refused_quickly") {
@@ -383,4 +406,39 @@ fn ipv6_to_host_loopback_and_gateway() {
     assert!(out.contains("fd00::100/64"), "{out}");
     assert!(out.contains("ping6-ok"), "{out}");
     assert!(out.lines().last().map(str::trim) == Some("100000"), "{out}");
+}
+
+/// The router's DHCP server leases an address to a real client (busybox udhcpc) on a
+/// TAP that tapnet was asked not to configure (slirp4netns without `-c`).
+#[test]
+fn dhcp_leases_an_address_to_a_real_client() {
+    if !require_root("dhcp_leases_an_address_to_a_real_client") {
+        return;
+    }
+    let container = Netns::new();
+    let slirp = ChildGuard(
+        Command::new(tapnet_bin())
+            .args([
+                "slirp4netns",
+                "--netns-type=path",
+                &container.path(),
+                "tap0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tapnet slirp4netns"),
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || container.has_link("tap0")),
+        "no tap0"
+    );
+    let out = container.exec(&[
+        "sh",
+        "-c",
+        "ip link set tap0 up && busybox udhcpc -i tap0 -n -q -t 5 -T 1 -s /bin/true 2>&1",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("lease of 10.0.2.15 obtained"), "{text}");
+    drop(slirp);
 }

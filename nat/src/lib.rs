@@ -7,4 +7,5 @@
 
 #![forbid(unsafe_code)]
 
-pub mod checksum;
+/// The Internet checksum and its incremental update, shared with the other crates.
+pub use tapnet_wire::checksum;

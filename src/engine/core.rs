@@ -26,9 +26,10 @@ use tapnet_switch::NetworkId;
 use tapnet_wire::Instant;
 
 use super::link::EngineLink;
-use super::packet::{self, IpView, TcpView, Unreachable};
 use super::tcp::{L4Terminator, SmolTerminator, TxSink};
 use super::{Command, EngineConfig, EngineNetwork, EngineStats, Forward, ForwardProto};
+use tapnet_wire::ip::{self as packet, IpView, TcpView, Unreachable};
+use tapnet_wire::reassembly::Reassembler;
 
 const WAKE: u64 = 0;
 const KIND_SHIFT: u32 = 56;
@@ -242,6 +243,8 @@ pub(super) struct EngineLoop {
     origin: std::time::Instant,
     buf: Vec<u8>,
     scratch: Vec<u8>,
+    /// IPv4 datagrams arriving in fragments.
+    reassembly: Reassembler,
     /// Ping sockets refused by `ping_group_range` (IPv4, IPv6): warned once.
     ping_denied: [bool; 2],
     stop: bool,
@@ -304,6 +307,7 @@ impl EngineLoop {
             origin: std::time::Instant::now(),
             buf: vec![0; 65536],
             scratch: Vec::with_capacity(65536),
+            reassembly: Reassembler::default(),
             ping_denied: [false; 2],
             stop: false,
             last_sweep: Duration::ZERO,
@@ -486,7 +490,19 @@ impl EngineLoop {
         };
         let pkt = &pkt[..ip.ip_len()];
         if ip.fragment {
-            self.stats.drop_fragment += 1;
+            // IPv4 fragments are put back together (a datagram goes to a host socket
+            // whole); IPv6 fragment headers are not walked yet.
+            if ip.src.is_ipv6() {
+                self.stats.drop_fragment += 1;
+                return;
+            }
+            let now = self.elapsed();
+            let dropped = self.reassembly.dropped;
+            let whole = self.reassembly.add(now, u32::from(zone_of(net).0), pkt);
+            self.stats.drop_fragment += self.reassembly.dropped - dropped;
+            if let Some(whole) = whole {
+                self.guest_packet(net, &whole);
+            }
             return;
         }
         match (ip.proto, ip.src.is_ipv6()) {

@@ -11,7 +11,6 @@
 
 mod core;
 mod link;
-mod packet;
 mod resolv;
 mod tcp;
 #[cfg(test)]

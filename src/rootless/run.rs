@@ -208,7 +208,7 @@ impl PortSpec {
 /// The stack configuration of `tapnet run`.
 fn stack_config(args: &RunArgs, child: u32) -> StackConfig {
     StackConfig {
-        netns: NetnsTarget::Pid(child),
+        netns: Some(NetnsTarget::Pid(child)),
         userns: None,
         tap_name: "tap0".to_owned(),
         configure: true,
@@ -553,7 +553,7 @@ mod tests {
             command: vec!["true".into()],
         };
         let c = stack_config(&args, 42);
-        assert_eq!(c.netns, NetnsTarget::Pid(42));
+        assert_eq!(c.netns, Some(NetnsTarget::Pid(42)));
         assert_eq!(c.tap_name, "tap0");
         assert!(c.configure && c.host_loopback && c.dns);
         assert_eq!(c.guest_addr(), Ipv4Addr::new(10, 0, 2, 100));

@@ -161,7 +161,7 @@ SLIRP_CONFIG_VERSION_MAX: {SLIRP_CONFIG_VERSION_MAX}\n",
 pub(crate) enum Target {
     Pid(u32),
     Path(PathBuf),
-    /// `--netns-type=tapfd`: an already open TAP fd (not supported by the stack yet).
+    /// `--netns-type=tapfd`: an already open TAP fd, handed over by the caller.
     TapFd(i32),
 }
 
@@ -457,11 +457,14 @@ pub(crate) fn stack_config(o: &Options) -> Result<StackConfig, String> {
         })?),
     };
     let netns = match &o.target {
-        Target::Pid(pid) => NetnsTarget::Pid(*pid),
-        Target::Path(p) => NetnsTarget::Path(p.clone()),
-        Target::TapFd(_) => {
-            return Err("--netns-type=tapfd is not supported by tapnet yet".to_owned());
+        Target::Pid(pid) => Some(NetnsTarget::Pid(*pid)),
+        Target::Path(p) => Some(NetnsTarget::Path(p.clone())),
+        // The TAP is handed over open: it lives in a namespace we never enter, so it
+        // cannot be configured from here.
+        Target::TapFd(_) if o.configure => {
+            return Err("--configure cannot be used with --netns-type=tapfd".to_owned());
         }
+        Target::TapFd(_) => None,
     };
     Ok(StackConfig {
         netns,
@@ -585,10 +588,23 @@ fn run(o: &Options) -> Result<(), String> {
     } else {
         None
     };
-    let stack = Stack::start(config.clone()).map_err(|e| format!("tapnet: {e:#}"))?;
+    let tap = match o.target {
+        Target::TapFd(fd) => userns::adopt_fd(fd).map_err(|e| format!("tap fd {fd}: {e}"))?,
+        _ => Stack::open_tap(&config).map_err(|e| format!("tapnet: {e:#}"))?,
+    };
+    // Bind the API socket while its directory is still visible, then enter the
+    // sandbox while this is the only thread: the threads the stack starts inherit
+    // its dropped capabilities (capabilities are per thread).
+    let api = o.api_socket.as_deref().map(ApiServer::bind).transpose()?;
+    if let Some(sandbox) = sandbox {
+        sandbox
+            .enter()
+            .map_err(|e| format!("{e}\ncreate_sandbox failed"))?;
+    }
+    let stack = Stack::start_with_tap(config.clone(), tap).map_err(|e| format!("tapnet: {e:#}"))?;
     print!("{}", banner(&config, o.api_socket.as_deref()));
     let _ = std::io::stdout().flush();
-    let result = serve(o, &config, &stack, sandbox, ready_fd, exit_fd, &sig_r);
+    let result = serve(o, &config, &stack, api, ready_fd, exit_fd, &sig_r);
     for id in sig_ids {
         signal_hook::low_level::unregister(id);
     }
@@ -600,17 +616,11 @@ fn serve(
     o: &Options,
     config: &StackConfig,
     stack: &Stack,
-    sandbox: Option<sandbox::Sandbox>,
+    api: Option<ApiServer>,
     ready_fd: Option<OwnedFd>,
     exit_fd: Option<OwnedFd>,
     signals: &std::os::unix::net::UnixStream,
 ) -> Result<(), String> {
-    let api = o.api_socket.as_deref().map(ApiServer::bind).transpose()?;
-    if let Some(sandbox) = sandbox {
-        sandbox
-            .enter()
-            .map_err(|e| format!("{e}\ncreate_sandbox failed"))?;
-    }
     if o.seccomp {
         sandbox::enable_seccomp().map_err(|e| format!("{e}\nenable_seccomp failed"))?;
     }
@@ -740,7 +750,7 @@ mod tests {
         let config = stack_config(&o).unwrap();
         assert_eq!(config.guest_addr(), Ipv4Addr::new(10, 0, 3, 100));
         assert!(!config.host_loopback && config.dns && !config.configure);
-        assert_eq!(config.netns, NetnsTarget::Pid(1234));
+        assert_eq!(config.netns, Some(NetnsTarget::Pid(1234)));
     }
 
     #[test]
@@ -946,12 +956,14 @@ mod tests {
     }
 
     #[test]
-    fn tapfd_takes_one_operand_and_is_refused_clearly() {
+    fn tapfd_takes_one_operand_and_cannot_be_configured() {
         let o = opts(&["--netns-type=tapfd", "5"]);
         assert_eq!(o.target, Target::TapFd(5));
+        assert!(stack_config(&o).unwrap().netns.is_none());
+        let o = opts(&["-c", "--netns-type=tapfd", "5"]);
         assert_eq!(
             stack_config(&o).unwrap_err(),
-            "--netns-type=tapfd is not supported by tapnet yet"
+            "--configure cannot be used with --netns-type=tapfd"
         );
     }
 

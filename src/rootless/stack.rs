@@ -3,6 +3,7 @@
 //! front end start. (API skeleton: bodies to be filled in.)
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,7 +21,9 @@ use crate::port::{self, InterfaceConfig, NetnsTarget, PortKind};
 /// Settings of a rootless stack, with slirp4netns's defaults.
 #[derive(Clone, Debug)]
 pub(crate) struct StackConfig {
-    pub(crate) netns: NetnsTarget,
+    /// The container's network namespace; `None` when the caller hands over an open
+    /// TAP fd instead (slirp4netns `--netns-type=tapfd`).
+    pub(crate) netns: Option<NetnsTarget>,
     /// Join this user namespace to open the TAP (slirp4netns `--userns-path`); by
     /// default the namespace's owner.
     pub(crate) userns: Option<PathBuf>,
@@ -176,12 +179,24 @@ impl Stack {
     /// Opens (and, with `configure`, configures) the TAP, then starts the datapath and
     /// the engine. Returns once frames flow.
     pub(crate) fn start(config: StackConfig) -> anyhow::Result<Self> {
+        let tap = Self::open_tap(&config)?;
+        Self::start_with_tap(config, tap)
+    }
+
+    /// Opens the TAP in the container's namespace (and, with `configure`, configures
+    /// it), through the namespace helper process. The sandbox runs between this and
+    /// [`Stack::start_with_tap`], so that the threads started there inherit dropped
+    /// capabilities.
+    pub(crate) fn open_tap(config: &StackConfig) -> anyhow::Result<OwnedFd> {
         if config.cidr.prefix_len() > 25 {
             anyhow::bail!(
                 "CIDR {} is too small: it must hold the guest at .100 (use /25 or larger)",
                 config.cidr
             );
         }
+        let Some(netns) = &config.netns else {
+            anyhow::bail!("no network namespace to open the TAP in");
+        };
         // The helper joins the user namespace that owns the network namespace (as
         // NS_GET_USERNS reports it): for `--userns-path` that is the same namespace, so
         // the path only has to exist.
@@ -190,6 +205,20 @@ impl Stack {
                 .with_context(|| format!("user namespace {}", userns.display()))?;
         }
         let interface = config.interface_config()?;
+        let attached = port::attach(netns, PortKind::Tap, &interface, "")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(
+            tap = attached.ifname,
+            configured = config.configure,
+            guest = %config.guest_addr(),
+            mtu = config.mtu,
+            "TAP attached"
+        );
+        Ok(attached.fd)
+    }
+
+    /// Starts the datapath and the engine around an open TAP fd.
+    pub(crate) fn start_with_tap(config: StackConfig, tap: OwnedFd) -> anyhow::Result<Self> {
         let (engine, link) =
             Engine::spawn(config.engine_config()).context("start host-socket egress")?;
         let datapath =
@@ -205,14 +234,14 @@ impl Stack {
             engine,
             config,
         };
-        if let Err(e) = stack.attach(&interface) {
+        if let Err(e) = stack.attach(tap) {
             stack.shutdown();
             return Err(e);
         }
         Ok(stack)
     }
 
-    fn attach(&self, interface: &InterfaceConfig) -> anyhow::Result<()> {
+    fn attach(&self, tap: OwnedFd) -> anyhow::Result<()> {
         let network = NetworkConfig {
             icc: true,
             ..NetworkConfig::with_mtu(self.config.mtu as usize)
@@ -222,17 +251,8 @@ impl Stack {
             network: self.config.router_network(),
         };
         self.datapath.add_routed_network(NET, network, gateway)?;
-        let attached = port::attach(&self.config.netns, PortKind::Tap, interface, "")
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        tracing::info!(
-            tap = attached.ifname,
-            configured = self.config.configure,
-            guest = %self.config.guest_addr(),
-            mtu = self.config.mtu,
-            "rootless network ready"
-        );
         self.datapath
-            .add_port(TAP_PORT, NET, PortRole::Container, PortIo::Tap(attached.fd))
+            .add_port(TAP_PORT, NET, PortRole::Container, PortIo::Tap(tap))
     }
 
     /// Publishes `host_addr:host_port` to `guest_addr:guest_port` (ranges: `count` ports).

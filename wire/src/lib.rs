@@ -7,8 +7,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checksum;
 mod ethernet;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod ip;
 mod mac;
+pub mod reassembly;
 mod time;
 
 pub use ethernet::{ETHERNET_HEADER_LEN, EtherType, EthernetFrame, TruncatedFrame};

@@ -25,7 +25,6 @@ use std::net::Ipv4Addr;
 use hashbrown::HashMap;
 use tapnet_wire::EtherType;
 
-use super::checksum;
 use super::counters::bump;
 use super::ipv4::{PROTO_UDP, V4, ipv4_at, write_header};
 use super::{
@@ -33,6 +32,7 @@ use super::{
     write_ethernet,
 };
 use crate::{Instant, MacAddr};
+use tapnet_wire::checksum;
 
 /// How long an offered address is reserved for the client.
 const OFFER_HOLD: Duration = Duration::from_secs(60);

@@ -20,12 +20,12 @@
 use core::time::Duration;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::checksum;
 use super::{
     DhcpConfig, Router, RouterConfig, RouterDrop, RouterNetwork, RouterV4, RouterV6, RouterVerdict,
     TransmitTo, UplinkVerdict, link_local_from_mac,
 };
 use crate::{Instant, MacAddr, NetworkId};
+use tapnet_wire::checksum;
 
 /// The slirp4netns-like network.
 pub const NET_SLIRP: NetworkId = NetworkId(1);

@@ -19,13 +19,13 @@ use std::net::Ipv4Addr;
 use tapnet_wire::EtherType;
 
 use super::arp::{self, Delivery};
-use super::checksum;
 use super::counters::bump;
 use super::neighbour::Origin;
 use super::{
     Cx, Hop, Net, RouterDrop, RouterVerdict, TransmitTo, UplinkVerdict, dhcp, mac_at,
     write_ethernet,
 };
+use tapnet_wire::checksum;
 
 pub(super) const PROTO_ICMP: u8 = 1;
 pub(super) const PROTO_TCP: u8 = 6;

@@ -21,7 +21,6 @@ use std::net::Ipv6Addr;
 use tapnet_wire::EtherType;
 
 use super::arp::Delivery;
-use super::checksum;
 use super::counters::bump;
 use super::neighbour::{Due, Held, Hold, Lookup, Origin, RETRY_INTERVAL};
 use super::{
@@ -29,6 +28,7 @@ use super::{
     write_ethernet,
 };
 use crate::MacAddr;
+use tapnet_wire::checksum;
 
 const NEXT_ICMPV6: u8 = 58;
 const NEXT_TCP: u8 = 6;

@@ -41,7 +41,6 @@
 //!   isolation chains' `DROP` does.
 
 mod arp;
-mod checksum;
 mod counters;
 mod dhcp;
 #[doc(hidden)]

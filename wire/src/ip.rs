@@ -1,15 +1,15 @@
-//! IP packet views and builders for the engine: just enough IPv4/IPv6 (RFC 791,
+//! IP packet views and builders for host-socket egress: just enough IPv4/IPv6 (RFC 791,
 //! RFC 8200), UDP (RFC 768), TCP RST (RFC 9293) and ICMP/ICMPv6 (RFC 792, RFC 4443)
 //! to parse what guests send and to build what goes back to them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use tapnet_nat::checksum::ones_complement_sum;
+use crate::checksum::ones_complement_sum;
 
-pub(super) const PROTO_ICMP: u8 = 1;
-pub(super) const PROTO_TCP: u8 = 6;
-pub(super) const PROTO_UDP: u8 = 17;
-pub(super) const PROTO_ICMPV6: u8 = 58;
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
 
 const IPV4_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
@@ -18,21 +18,21 @@ const TTL: u8 = 64;
 
 /// The parts of a guest's IP packet the engine dispatches on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct IpView {
-    pub(super) src: IpAddr,
-    pub(super) dst: IpAddr,
+pub struct IpView {
+    pub src: IpAddr,
+    pub dst: IpAddr,
     /// Transport protocol (IPv6: the first next-header; extension headers are not walked).
-    pub(super) proto: u8,
+    pub proto: u8,
     /// Offset and length of the transport payload.
-    pub(super) l4_offset: usize,
-    pub(super) l4_len: usize,
+    pub l4_offset: usize,
+    pub l4_len: usize,
     /// An IPv4 fragment (MF set or a non-zero offset).
-    pub(super) fragment: bool,
+    pub fragment: bool,
 }
 
 impl IpView {
     /// Checks lengths and parses the IP header; `None` for anything malformed.
-    pub(super) fn parse(packet: &[u8]) -> Option<Self> {
+    pub fn parse(packet: &[u8]) -> Option<Self> {
         match packet.first()? >> 4 {
             4 => {
                 if packet.len() < IPV4_HEADER {
@@ -80,32 +80,32 @@ impl IpView {
         }
     }
 
-    pub(super) fn l4<'a>(&self, packet: &'a [u8]) -> &'a [u8] {
+    pub fn l4<'a>(&self, packet: &'a [u8]) -> &'a [u8] {
         &packet[self.l4_offset..self.l4_offset + self.l4_len]
     }
 
     /// The IP packet itself, without link padding.
-    pub(super) fn ip_len(&self) -> usize {
+    pub fn ip_len(&self) -> usize {
         self.l4_offset + self.l4_len
     }
 }
 
 /// The TCP header fields the engine looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct TcpView {
-    pub(super) src_port: u16,
-    pub(super) dst_port: u16,
-    pub(super) seq: u32,
-    pub(super) syn: bool,
-    pub(super) ack: bool,
-    pub(super) fin: bool,
-    pub(super) rst: bool,
+pub struct TcpView {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
     /// Segment length in sequence space (payload + SYN + FIN).
-    pub(super) seg_len: u32,
+    pub seg_len: u32,
 }
 
 impl TcpView {
-    pub(super) fn parse(l4: &[u8]) -> Option<Self> {
+    pub fn parse(l4: &[u8]) -> Option<Self> {
         if l4.len() < 20 {
             return None;
         }
@@ -131,7 +131,7 @@ impl TcpView {
 }
 
 /// Source and destination ports of a UDP datagram and its payload range in `l4`.
-pub(super) fn udp_ports(l4: &[u8]) -> Option<(u16, u16, &[u8])> {
+pub fn udp_ports(l4: &[u8]) -> Option<(u16, u16, &[u8])> {
     if l4.len() < 8 {
         return None;
     }
@@ -184,7 +184,7 @@ fn v6(a: IpAddr) -> Ipv6Addr {
 }
 
 /// The transport checksum of `l4` (with its checksum field zeroed) between `src` and `dst`.
-pub(super) fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
+pub fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
     !add(
         pseudo_sum(src, dst, proto, l4.len()),
         ones_complement_sum(l4),
@@ -193,13 +193,7 @@ pub(super) fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16
 
 /// Appends an IP header for `payload_len` bytes of `proto` from `src` to `dst`
 /// (same family) to `out`. IPv4: no options, DF clear, a zero identification.
-pub(super) fn push_ip_header(
-    out: &mut Vec<u8>,
-    src: IpAddr,
-    dst: IpAddr,
-    proto: u8,
-    payload_len: usize,
-) {
+pub fn push_ip_header(out: &mut Vec<u8>, src: IpAddr, dst: IpAddr, proto: u8, payload_len: usize) {
     push_ip_header_frag(out, src, dst, proto, payload_len, 0, 0);
 }
 
@@ -240,7 +234,7 @@ fn push_ip_header_frag(
 /// Builds a UDP datagram from `src` to `dst` carrying `payload` into `out` (cleared
 /// first). Returns false if it does not fit in one packet of `mtu` bytes; IPv4 callers
 /// then use [`udp_fragments`].
-pub(super) fn build_udp(
+pub fn build_udp(
     out: &mut Vec<u8>,
     src: (IpAddr, u16),
     dst: (IpAddr, u16),
@@ -283,7 +277,7 @@ fn fill_udp_checksum(out: &mut [u8], l4: usize, src: IpAddr, dst: IpAddr) {
 
 /// Builds an IPv4 UDP datagram too large for `mtu` as RFC 791 fragments, handing each
 /// one to `emit`. `id` is the identification shared by the fragments.
-pub(super) fn udp_fragments(
+pub fn udp_fragments(
     src: (Ipv4Addr, u16),
     dst: (Ipv4Addr, u16),
     payload: &[u8],
@@ -320,7 +314,7 @@ pub(super) fn udp_fragments(
 
 /// Builds the RST|ACK that refuses the SYN `syn` (RFC 9293 section 3.10.7.1: a
 /// segment to a closed port gets `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`).
-pub(super) fn build_rst_for(out: &mut Vec<u8>, ip: &IpView, tcp: &TcpView) {
+pub fn build_rst_for(out: &mut Vec<u8>, ip: &IpView, tcp: &TcpView) {
     out.clear();
     push_ip_header(out, ip.dst, ip.src, PROTO_TCP, 20);
     let l4 = out.len();
@@ -335,7 +329,7 @@ pub(super) fn build_rst_for(out: &mut Vec<u8>, ip: &IpView, tcp: &TcpView) {
 
 /// Why a destination could not be reached, for an ICMP error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Unreachable {
+pub enum Unreachable {
     Net,
     Host,
     Port,
@@ -344,7 +338,7 @@ pub(super) enum Unreachable {
 /// Builds an ICMP (type 3) or ICMPv6 (type 1) destination unreachable from `from` to
 /// the sender of `original`, quoting its IP header and the first 8 bytes of its
 /// payload (RFC 792; RFC 4443 quotes as much as fits in 1280 bytes).
-pub(super) fn build_unreachable(
+pub fn build_unreachable(
     out: &mut Vec<u8>,
     from: IpAddr,
     original: &[u8],
@@ -375,7 +369,7 @@ pub(super) fn build_unreachable(
 
 /// Fills the checksum of the ICMP or ICMPv6 message at `out[l4..]` (ICMPv6 covers
 /// the pseudo-header, ICMP does not).
-pub(super) fn fill_icmp_checksum(out: &mut [u8], l4: usize, src: IpAddr, dst: IpAddr) {
+pub fn fill_icmp_checksum(out: &mut [u8], l4: usize, src: IpAddr, dst: IpAddr) {
     out[l4 + 2..l4 + 4].copy_from_slice(&[0, 0]);
     let sum = if src.is_ipv6() {
         l4_checksum(src, dst, PROTO_ICMPV6, &out[l4..])
