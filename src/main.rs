@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use tapnet_conntrack::{ConntrackConfig, Timeouts};
 use tapnet_switch::SwitchConfig;
 use tapnet_wire::MacAddr;
 
@@ -100,6 +101,32 @@ struct DaemonArgs {
     /// Seconds after which an unused MAC address is forgotten (Linux bridge default: 300)
     #[arg(long, default_value_t = 300)]
     ageing_time: u64,
+    /// Most connections tracked at once (as nf_conntrack_max); when full, unreplied
+    /// flows are evicted first, and otherwise new flows are refused
+    #[arg(long, default_value_t = ConntrackConfig::default().capacity)]
+    conntrack_max: usize,
+    /// A conntrack timeout in seconds, named as Linux's nf_conntrack_*_timeout sysctls:
+    /// tcp_syn_sent, tcp_syn_recv, tcp_established, tcp_fin_wait, tcp_close_wait,
+    /// tcp_last_ack, tcp_time_wait, tcp_close, udp, udp_stream, icmp (repeatable)
+    #[arg(long = "conntrack-timeout", value_name = "NAME=SECS", value_parser = parse_timeout)]
+    conntrack_timeouts: Vec<(String, u64)>,
+}
+
+/// `NAME=SECS` for `--conntrack-timeout`.
+fn parse_timeout(spec: &str) -> Result<(String, u64), String> {
+    let (name, secs) = spec
+        .split_once('=')
+        .ok_or("expected NAME=SECS, such as udp=60")?;
+    if !Timeouts::NAMES.contains(&name) {
+        return Err(format!(
+            "unknown timeout {name:?} (one of {})",
+            Timeouts::NAMES.join(", ")
+        ));
+    }
+    let secs = secs
+        .parse()
+        .map_err(|_| format!("invalid number of seconds {secs:?}"))?;
+    Ok((name.to_owned(), secs))
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +225,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 switch: SwitchConfig {
                     mac_capacity: args.mac_capacity,
                     ageing_time: Duration::from_secs(args.ageing_time),
+                },
+                conntrack: {
+                    let mut config = ConntrackConfig {
+                        capacity: args.conntrack_max,
+                        ..ConntrackConfig::default()
+                    };
+                    for (name, secs) in &args.conntrack_timeouts {
+                        config.timeouts.set(name, Duration::from_secs(*secs));
+                    }
+                    config
                 },
             };
             control::daemon::run(&options)

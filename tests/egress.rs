@@ -54,3 +54,54 @@ fn daemon_network_reaches_host_loopback_and_lists_conntrack() {
     assert!(!entries.is_empty(), "{json}");
     drop(client);
 }
+
+/// A UDP flow is listed while it lives and forgotten after its (settable) timeout.
+#[test]
+fn udp_flows_expire_after_their_timeout() {
+    if !require_root("udp_flows_expire_after_their_timeout") {
+        return;
+    }
+    let host = Netns::new();
+    host.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    let _echo = host.spawn(&[
+        "socat",
+        "UDP-LISTEN:7200,bind=127.0.0.1,reuseaddr,fork",
+        "PIPE",
+    ]);
+    let wrapper = ["ip", "netns", "exec", host.name.as_str()];
+    let daemon = Daemon::start_full(
+        "auto",
+        None,
+        &wrapper,
+        &[
+            "--conntrack-timeout",
+            "udp=5",
+            "--conntrack-timeout",
+            "udp_stream=5",
+        ],
+    );
+    daemon.cli_ok(&["network", "create", "n", "--subnet", "10.232.0.0/24"]);
+    let container = Netns::new();
+    daemon.cli_ok(&["connect", "n", "--netns", &container.path()]);
+    let echoed = container.exec(&["sh", "-c", "echo ping | socat -t 1 - UDP:10.232.0.1:7200"]);
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout).trim(), "ping");
+    let listing = daemon.cli_ok(&["conntrack"]);
+    let line = listing
+        .lines()
+        .find(|l| l.contains("dport=7200"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(line.starts_with("udp"), "{line}");
+    assert!(
+        wait_for(Duration::from_secs(15), || !daemon
+            .cli_ok(&["conntrack"])
+            .contains("dport=7200")),
+        "the flow did not expire"
+    );
+    // A bad timeout name is refused before anything starts.
+    let out = std::process::Command::new(common::tapnet_bin())
+        .args(["daemon", "--conntrack-timeout", "tcp_forever=1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown timeout"));
+}

@@ -95,6 +95,43 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
+    /// The names [`Timeouts::set`] takes, as Linux's `nf_conntrack_*_timeout` sysctls
+    /// name them (without the prefix).
+    pub const NAMES: [&'static str; 11] = [
+        "tcp_syn_sent",
+        "tcp_syn_recv",
+        "tcp_established",
+        "tcp_fin_wait",
+        "tcp_close_wait",
+        "tcp_last_ack",
+        "tcp_time_wait",
+        "tcp_close",
+        "udp",
+        "udp_stream",
+        "icmp",
+    ];
+
+    /// Sets the timeout called `name` (one of [`Timeouts::NAMES`]); `false`, and
+    /// nothing changes, for an unknown name.
+    pub fn set(&mut self, name: &str, value: Duration) -> bool {
+        let field = match name {
+            "tcp_syn_sent" => &mut self.tcp_syn_sent,
+            "tcp_syn_recv" => &mut self.tcp_syn_recv,
+            "tcp_established" => &mut self.tcp_established,
+            "tcp_fin_wait" => &mut self.tcp_fin_wait,
+            "tcp_close_wait" => &mut self.tcp_close_wait,
+            "tcp_last_ack" => &mut self.tcp_last_ack,
+            "tcp_time_wait" => &mut self.tcp_time_wait,
+            "tcp_close" => &mut self.tcp_close,
+            "udp" => &mut self.udp,
+            "udp_stream" => &mut self.udp_stream,
+            "icmp" => &mut self.icmp,
+            _ => return false,
+        };
+        *field = value;
+        true
+    }
+
     /// The timeout of an entry of protocol `proto` in `state`.
     #[inline]
     pub fn for_state(&self, proto: Proto, state: State) -> Duration {

@@ -38,6 +38,7 @@ pub(crate) struct DaemonOptions {
     pub(crate) control: PathBuf,
     pub(crate) backend: BackendChoice,
     pub(crate) switch: SwitchConfig,
+    pub(crate) conntrack: ConntrackConfig,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM, then removes every device it created.
@@ -53,7 +54,7 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
         outbound_addr: None,
         outbound_addr6: None,
         resolvers: crate::engine::host_resolvers(),
-        conntrack: ConntrackConfig::default(),
+        conntrack: options.conntrack.clone(),
     })
     .context("start host-socket egress")?;
     let datapath = match Datapath::spawn_with_uplink(options.backend, options.switch.clone(), link)

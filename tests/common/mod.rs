@@ -197,6 +197,11 @@ impl Daemon {
     /// Starts a daemon through `wrapper` (a command that ends by exec'ing its
     /// arguments), as another user when `uid` is given.
     pub fn start_wrapped(datapath: &str, uid: Option<u32>, wrapper: &[&str]) -> Self {
+        Self::start_full(datapath, uid, wrapper, &[])
+    }
+
+    /// Starts a daemon through `wrapper`, as `uid`, with extra daemon arguments.
+    pub fn start_full(datapath: &str, uid: Option<u32>, wrapper: &[&str], extra: &[&str]) -> Self {
         let dir = TempDir::new();
         let control = dir.0.join("control.sock");
         let log = dir.0.join("daemon.log");
@@ -221,6 +226,7 @@ impl Daemon {
                 "--datapath",
                 datapath,
             ])
+            .args(extra)
             .env("RUST_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("create daemon log"));
