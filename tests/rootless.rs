@@ -15,8 +15,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-const NOBODY: &str = "65534";
-
 /// A test host: a network namespace with loopback up, its own resolv.conf, and the
 /// processes it runs.
 struct Host {
@@ -69,13 +67,14 @@ impl Host {
 
     /// `tapnet run ARGS` as user nobody, inside this host; with a time limit.
     fn run(&self, args: &[&str]) -> Output {
+        let nobody = common::NOBODY.to_string();
         let mut full = vec!["netns", "exec", &self.ns.name, "timeout", "60"];
         full.extend([
             "setpriv",
             "--reuid",
-            NOBODY,
+            &nobody,
             "--regid",
-            NOBODY,
+            &nobody,
             "--clear-groups",
             tapnet_bin(),
             "run",
@@ -276,16 +275,7 @@ fn icmp_echo_through_ping_sockets_or_unreachable() {
     for allowed in [true, false] {
         let host = Host::new(allowed, false);
         let peer = Netns::new();
-        let (a, b) = (common::unique("tv"), common::unique("tv"));
-        host.ns
-            .exec_ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
-        host.ns
-            .exec_ok(&["ip", "link", "set", &b, "netns", &peer.name]);
-        host.ns
-            .exec_ok(&["ip", "addr", "add", "10.199.0.1/24", "dev", &a]);
-        host.ns.exec_ok(&["ip", "link", "set", &a, "up"]);
-        peer.exec_ok(&["ip", "addr", "add", "10.199.0.2/24", "dev", &b]);
-        peer.exec_ok(&["ip", "link", "set", &b, "up"]);
+        common::link_namespaces(&host.ns, "10.199.0.1", &peer, "10.199.0.2");
         let out = host.run_sh(&[], "ping -c 2 -W 2 10.199.0.2 2>&1; echo status=$?");
         if allowed {
             assert!(
@@ -323,17 +313,7 @@ fn published_ports_keep_the_clients_address() {
     }
     let host = Host::new(false, false);
     let remote = Netns::new();
-    let (a, b) = (common::unique("tv"), common::unique("tv"));
-    host.ns
-        .exec_ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
-    host.ns
-        .exec_ok(&["ip", "link", "set", &b, "netns", &remote.name]);
-    host.ns
-        .exec_ok(&["ip", "addr", "add", "10.198.0.1/24", "dev", &a]);
-    host.ns.exec_ok(&["ip", "link", "set", &a, "up"]);
-    remote.exec_ok(&["ip", "addr", "add", "10.198.0.2/24", "dev", &b]);
-    remote.exec_ok(&["ip", "link", "set", &b, "up"]);
-    remote.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    common::link_namespaces(&host.ns, "10.198.0.1", &remote, "10.198.0.2");
 
     // The container serves TCP 80 and UDP 81 (and 90-92 as a range), answering with the
     // peer address it sees, and stays up for the clients below.
@@ -343,14 +323,15 @@ fn published_ports_keep_the_clients_address() {
                   sleep 1; \
                   echo hairpin=$(echo q | socat -t 2 - TCP:10.0.2.2:18080); \
                   sleep 25";
+    let nobody = common::NOBODY.to_string();
     let container = host.ns.spawn(&[
         "timeout",
         "60",
         "setpriv",
         "--reuid",
-        NOBODY,
+        &nobody,
         "--regid",
-        NOBODY,
+        &nobody,
         "--clear-groups",
         tapnet_bin(),
         "run",

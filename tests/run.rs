@@ -7,7 +7,7 @@ mod common;
 use common::{require_root, skipped, tapnet_bin};
 use std::process::{Command, Output, Stdio};
 
-const NOBODY: &str = "65534";
+use common::NOBODY;
 
 /// Whether unprivileged users can open /dev/net/tun (scripts/test.sh makes it 0666).
 fn tun_usable(test: &str) -> bool {

@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-const NOBODY: &str = "65534";
+use common::NOBODY;
 
 /// Spawns that hand inheritable fds to a child take this lock, so that no other test's
 /// child inherits them too (which would keep the exit pipe open).
@@ -168,29 +168,7 @@ fn invoked_as_slirp4netns_through_a_symlink() {
 /// `unshare -Urn sleep` as nobody: a user and network namespace like a rootless
 /// container's.
 fn container() -> ChildGuard {
-    let child = Command::new("setpriv")
-        .args([
-            &format!("--reuid={NOBODY}"),
-            &format!("--regid={NOBODY}"),
-            "--clear-groups",
-            "unshare",
-            "-Urn",
-            "sleep",
-            "300",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start unshare");
-    let guard = ChildGuard(child);
-    let own = std::fs::read_link("/proc/self/ns/net").unwrap();
-    let ns = format!("/proc/{}/ns/net", guard.pid());
-    assert!(
-        wait_for(Duration::from_secs(5), || std::fs::read_link(&ns)
-            .is_ok_and(|l| l != own)),
-        "the container did not get its own network namespace"
-    );
-    guard
+    common::rootless_container()
 }
 
 /// A running `tapnet slirp4netns` as nobody, with its ready and exit pipes.

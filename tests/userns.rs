@@ -3,44 +3,9 @@
 
 mod common;
 
-use common::{ChildGuard, Daemon, Netns, TempDir, require_root, wait_for};
+use common::{Daemon, NOBODY, Netns, TempDir, require_root, rootless_container};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-const NOBODY: u32 = 65534;
-
-/// A process of user `nobody` in its own user and network namespace, like a rootless
-/// container; killed on drop.
-fn rootless_container() -> ChildGuard {
-    let child = Command::new("setpriv")
-        .args([
-            &format!("--reuid={NOBODY}"),
-            &format!("--regid={NOBODY}"),
-            "--clear-groups",
-        ])
-        .args([
-            "unshare",
-            "--user",
-            "--map-root-user",
-            "--net",
-            "sleep",
-            "120",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rootless container");
-    let guard = ChildGuard(child);
-    let own = std::fs::read_link("/proc/self/ns/net").unwrap();
-    let ns = format!("/proc/{}/ns/net", guard.pid());
-    assert!(
-        wait_for(Duration::from_secs(5), || std::fs::read_link(&ns)
-            .is_ok_and(|l| l != own)),
-        "the container did not enter its own network namespace"
-    );
-    guard
-}
+use std::process::Command;
 
 /// Pings from inside the namespace of `pid` (root may enter it without its user namespace).
 fn ping_from(pid: u32, ip: &str) -> bool {

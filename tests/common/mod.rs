@@ -380,3 +380,53 @@ pub fn tcp_transfer(client: &Netns, server: &Netns, server_ip: &str, bytes: usiz
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// The uid of `nobody`, whom the rootless tests run as.
+pub const NOBODY: u32 = 65534;
+
+/// A process of user `nobody` in its own user and network namespace, like a rootless
+/// container (`unshare -Urn`); killed on drop.
+pub fn rootless_container() -> ChildGuard {
+    let child = Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+        ])
+        .args([
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--net",
+            "sleep",
+            "300",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a rootless container");
+    let guard = ChildGuard(child);
+    let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let ns = format!("/proc/{}/ns/net", guard.pid());
+    assert!(
+        wait_for(Duration::from_secs(5), || std::fs::read_link(&ns)
+            .is_ok_and(|l| l != own)),
+        "the container did not enter its own network namespace"
+    );
+    guard
+}
+
+/// Joins namespace `a` (address `addr_a`/24) and namespace `b` (`addr_b`/24) with a
+/// veth pair, both ends up: a peer machine for `a` to reach.
+pub fn link_namespaces(a: &Netns, addr_a: &str, b: &Netns, addr_b: &str) {
+    let (end_a, end_b) = (unique("tv"), unique("tv"));
+    a.exec_ok(&[
+        "ip", "link", "add", &end_a, "type", "veth", "peer", "name", &end_b,
+    ]);
+    a.exec_ok(&["ip", "link", "set", &end_b, "netns", &b.name]);
+    a.exec_ok(&["ip", "addr", "add", &format!("{addr_a}/24"), "dev", &end_a]);
+    a.exec_ok(&["ip", "link", "set", &end_a, "up"]);
+    b.exec_ok(&["ip", "addr", "add", &format!("{addr_b}/24"), "dev", &end_b]);
+    b.exec_ok(&["ip", "link", "set", &end_b, "up"]);
+    b.exec_ok(&["ip", "link", "set", "lo", "up"]);
+}

@@ -77,3 +77,23 @@ pub fn run(data: &[u8]) {
         }
     }
 }
+
+/// Replays every file of `fuzz/corpus/<target>/` (relative to the workspace root
+/// `workspace`) through `harness`, failing on a panic or an empty corpus. The stable
+/// corpus tests of every crate call this, so that each input a fuzzer once found stays
+/// a regression test without nightly or libFuzzer.
+pub fn replay_corpus(workspace: &std::path::Path, target: &str, harness: fn(&[u8])) {
+    let dir = workspace.join("fuzz/corpus").join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no corpus files in {}", dir.display());
+    for path in &files {
+        let data = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let outcome = std::panic::catch_unwind(|| harness(&data));
+        assert!(outcome.is_ok(), "corpus input {} failed", path.display());
+    }
+}
