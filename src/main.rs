@@ -147,6 +147,10 @@ enum NetworkCommand {
         /// Block traffic between containers of this network (Docker's enable_icc=false)
         #[arg(long)]
         no_icc: bool,
+        /// Nothing leaves the network and nothing from outside reaches it; its
+        /// containers still reach each other (Docker's --internal)
+        #[arg(long)]
+        internal: bool,
     },
     /// List networks
     #[command(alias = "list")]
@@ -245,6 +249,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             gateway,
             mtu,
             no_icc,
+            internal,
         }) => {
             let value = call(Request::NetworkCreate(NetworkCreate {
                 name,
@@ -252,6 +257,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 gateway,
                 mtu,
                 icc: !no_icc,
+                internal,
             }))?;
             println!("{}", value["name"].as_str().unwrap_or_default());
             Ok(())

@@ -105,3 +105,92 @@ fn udp_flows_expire_after_their_timeout() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown timeout"));
 }
+
+/// An `--internal` network: its containers reach each other and the gateway, but
+/// nothing leaves it (neither the host's services through the gateway nor any peer).
+#[test]
+fn internal_network_keeps_everything_in() {
+    if !require_root("internal_network_keeps_everything_in") {
+        return;
+    }
+    let host = Netns::new();
+    host.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    let peer = Netns::new();
+    common::link_namespaces(&host, "10.197.0.1", &peer, "10.197.0.2");
+    let _server = host.spawn(&[
+        "socat",
+        "TCP-LISTEN:7300,bind=127.0.0.1,reuseaddr,fork",
+        "SYSTEM:echo leaked",
+    ]);
+    let daemon = Daemon::start_wrapped("auto", None, &["ip", "netns", "exec", &host.name]);
+    daemon.cli_ok(&[
+        "network",
+        "create",
+        "inner",
+        "--subnet",
+        "10.233.0.0/24",
+        "--internal",
+    ]);
+    daemon.cli_ok(&["network", "create", "outer", "--subnet", "10.234.0.0/24"]);
+    let (a, b, c) = (Netns::new(), Netns::new(), Netns::new());
+    daemon.cli_ok(&[
+        "connect",
+        "inner",
+        "--netns",
+        &a.path(),
+        "--ip",
+        "10.233.0.2",
+    ]);
+    daemon.cli_ok(&[
+        "connect",
+        "inner",
+        "--netns",
+        &b.path(),
+        "--ip",
+        "10.233.0.3",
+    ]);
+    daemon.cli_ok(&[
+        "connect",
+        "outer",
+        "--netns",
+        &c.path(),
+        "--ip",
+        "10.234.0.2",
+    ]);
+    assert_eq!(
+        daemon.json(&["network", "inspect", "inner"])["options"]["internal"],
+        true
+    );
+
+    assert!(
+        a.ping("10.233.0.3"),
+        "containers of an internal network must reach each other"
+    );
+    assert!(
+        a.ping("10.233.0.1"),
+        "the gateway of an internal network answers ping"
+    );
+    let host_service = a.exec(&[
+        "sh",
+        "-c",
+        "echo q | socat -t 2 - TCP:10.233.0.1:7300,connect-timeout=3",
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&host_service.stdout).contains("leaked"),
+        "reached the host from an internal network"
+    );
+    let out = a.exec(&["ping", "-c", "2", "-W", "1", "10.197.0.2"]);
+    assert!(
+        !out.status.success(),
+        "reached a peer from an internal network"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Packet filtered"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The same daemon's ordinary network does get out.
+    assert!(c.ping("10.234.0.1"));
+    let leaked = c.exec(&["sh", "-c", "echo q | socat -t 2 - TCP:10.234.0.1:7300"]);
+    assert_eq!(String::from_utf8_lossy(&leaked.stdout).trim(), "leaked");
+}

@@ -86,12 +86,21 @@ pub(crate) fn print_networks(value: Value, json: bool) -> anyhow::Result<()> {
                 n.gateway.to_string(),
                 n.mtu.to_string(),
                 n.options.icc.to_string(),
+                n.options.internal.to_string(),
                 n.containers.len().to_string(),
             ]
         })
         .collect();
     print_table(
-        &["NAME", "SUBNET", "GATEWAY", "MTU", "ICC", "CONTAINERS"],
+        &[
+            "NAME",
+            "SUBNET",
+            "GATEWAY",
+            "MTU",
+            "ICC",
+            "INTERNAL",
+            "CONTAINERS",
+        ],
         &rows,
     );
     Ok(())

@@ -234,10 +234,12 @@ impl Daemon {
                 }),
                 v6: None,
                 mtu: network.mtu,
-                egress: true,
+                // An internal network has no way out: the router answers with ICMP
+                // "administratively prohibited".
+                egress: !network.internal,
                 // As on Docker's bridge, the gateway address reaches services of the
-                // host: here the loopback of tapnet's own namespace.
-                own_addresses_to_uplink: true,
+                // host (here the loopback of tapnet's own namespace), unless internal.
+                own_addresses_to_uplink: !network.internal,
             },
         };
         let egress = EngineNetwork {

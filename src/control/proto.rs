@@ -33,6 +33,9 @@ pub(crate) struct NetworkCreate {
     pub(crate) gateway: Option<Ipv4Addr>,
     pub(crate) mtu: Option<u32>,
     pub(crate) icc: bool,
+    /// Docker's `--internal`: nothing leaves the network, nothing outside reaches it.
+    #[serde(default)]
+    pub(crate) internal: bool,
 }
 
 /// Where the container's network namespace is.
@@ -78,6 +81,9 @@ pub(crate) struct NetworkInfo {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct NetworkOptions {
     pub(crate) icc: bool,
+    /// Docker's `--internal`: nothing leaves the network, nothing outside reaches it.
+    #[serde(default)]
+    pub(crate) internal: bool,
 }
 
 /// One attachment of a container to a network.

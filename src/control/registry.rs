@@ -29,6 +29,7 @@ pub(crate) struct Network {
     pub(crate) gateway: Ipv4Addr,
     pub(crate) mtu: u32,
     pub(crate) icc: bool,
+    pub(crate) internal: bool,
 }
 
 /// One attachment of a container to a network.
@@ -171,6 +172,7 @@ impl Registry {
                 gateway,
                 mtu,
                 icc: req.icc,
+                internal: req.internal,
             },
         })
     }
@@ -418,7 +420,10 @@ impl Registry {
             subnet: network.subnet,
             gateway: network.gateway,
             mtu: network.mtu,
-            options: NetworkOptions { icc: network.icc },
+            options: NetworkOptions {
+                icc: network.icc,
+                internal: network.internal,
+            },
             containers: self
                 .endpoints
                 .values()
@@ -462,6 +467,7 @@ mod tests {
             gateway: None,
             mtu: None,
             icc: true,
+            internal: false,
         }
     }
 
