@@ -194,6 +194,9 @@ struct ConnectArgs {
     /// MAC address [default: 02:42 followed by the IPv4 address, as Docker]
     #[arg(long)]
     mac: Option<MacAddr>,
+    /// Another name of the container on this network (repeatable; Docker's --network-alias)
+    #[arg(long = "alias", value_name = "NAME")]
+    aliases: Vec<String>,
     /// Port kind: a TAP device in the container, or a veth pair read with AF_PACKET
     #[arg(long, value_enum, default_value_t = KindArg::Tap)]
     kind: KindArg,
@@ -291,6 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ip: args.ip,
                 mac: args.mac,
                 kind,
+                aliases: args.aliases,
             };
             client::print_connect(call(Request::Connect(request))?, args.json)
         }

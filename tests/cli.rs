@@ -141,10 +141,13 @@ fn connect_errors_change_nothing() {
         &one.path(),
         "--name",
         "one",
+        "--alias",
+        "uno",
         "--json",
     ]);
     // /30: .1 is the gateway, .2 the only container address.
     assert_eq!(connected["ip"], "10.212.0.2/30");
+    assert_eq!(connected["aliases"][0], "uno");
     assert_eq!(connected["mac"], "02:42:0a:d4:00:02");
     assert_eq!(connected["interface"], "eth0");
     let two_path = two.path();

@@ -56,6 +56,9 @@ pub(crate) struct Connect {
     pub(crate) ip: Option<Ipv4Addr>,
     pub(crate) mac: Option<MacAddr>,
     pub(crate) kind: PortKind,
+    /// More names of the container on this network (Docker's `--network-alias`).
+    #[serde(default)]
+    pub(crate) aliases: Vec<String>,
 }
 
 /// The daemon's answer.
@@ -96,6 +99,8 @@ pub(crate) struct EndpointInfo {
     pub(crate) ip: Ipv4Net,
     pub(crate) kind: PortKind,
     pub(crate) port: u32,
+    /// More names of the container on this network.
+    pub(crate) aliases: Vec<String>,
     /// The veth's host end, for veth ports.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) host_interface: Option<String>,

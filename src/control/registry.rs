@@ -43,6 +43,7 @@ pub(crate) struct Endpoint {
     pub(crate) ip: Ipv4Addr,
     pub(crate) kind: PortKind,
     pub(crate) host_ifname: Option<String>,
+    pub(crate) aliases: Vec<String>,
 }
 
 /// A container: a network namespace with a name.
@@ -71,6 +72,7 @@ pub(crate) struct ConnectPlan {
     pub(crate) gateway: Ipv4Addr,
     pub(crate) mtu: u32,
     pub(crate) kind: PortKind,
+    pub(crate) aliases: Vec<String>,
 }
 
 /// Networks, containers and endpoints.
@@ -264,6 +266,13 @@ impl Registry {
                 ));
             }
         }
+        let mut aliases: Vec<String> = Vec::new();
+        for alias in &req.aliases {
+            validate_name("alias", alias)?;
+            if alias != &container && !aliases.contains(alias) {
+                aliases.push(alias.clone());
+            }
+        }
         let used: BTreeSet<Ipv4Addr> = self
             .endpoints
             .values()
@@ -336,6 +345,7 @@ impl Registry {
             gateway: network.gateway,
             mtu: network.mtu,
             kind: req.kind,
+            aliases,
         })
     }
 
@@ -361,6 +371,7 @@ impl Registry {
                 ip: plan.address.addr(),
                 kind: plan.kind,
                 host_ifname,
+                aliases: plan.aliases,
             },
         );
     }
@@ -447,6 +458,7 @@ impl Registry {
             ip: Ipv4Net::new(endpoint.ip, prefix).unwrap_or_else(|_| Ipv4Net::from(endpoint.ip)),
             kind: endpoint.kind,
             port: endpoint.port.0,
+            aliases: endpoint.aliases.clone(),
             host_interface: endpoint.host_ifname.clone(),
         }
     }
@@ -480,6 +492,7 @@ mod tests {
             ip: None,
             mac: None,
             kind: PortKind::Tap,
+            aliases: Vec::new(),
         }
     }
 
@@ -625,6 +638,31 @@ mod tests {
                 .unwrap_err()
                 .contains("already connected as container")
         );
+    }
+
+    #[test]
+    fn aliases_are_validated_and_deduplicated() {
+        let mut registry = registry_with(&[("a", "10.1.0.0/24")]);
+        let req = Connect {
+            name: Some("web".into()),
+            aliases: vec!["www".into(), "www".into(), "web".into(), "api.v2".into()],
+            ..connect("a")
+        };
+        let plan = registry.plan_connect(&req, NS_A, "x").unwrap();
+        assert_eq!(plan.aliases, ["www", "api.v2"]);
+        let bad = Connect {
+            aliases: vec!["no spaces".into()],
+            ..connect("a")
+        };
+        assert!(
+            registry
+                .plan_connect(&bad, NS_B, "y")
+                .unwrap_err()
+                .contains("invalid alias name")
+        );
+        registry.commit_connect(plan, "eth0".into(), None);
+        let info = registry.network_info(registry.network("a").unwrap());
+        assert_eq!(info.containers[0].aliases, ["www", "api.v2"]);
     }
 
     #[test]
