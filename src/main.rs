@@ -23,7 +23,7 @@ use tapnet_switch::SwitchConfig;
 use tapnet_wire::MacAddr;
 
 use control::client;
-use control::proto::{Connect, NetnsSpec, NetworkCreate, Request};
+use control::proto::{Connect, NetnsSpec, NetworkCreate, Publish, Request};
 use datapath::BackendChoice;
 use port::PortKind;
 
@@ -82,8 +82,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Publish ports of a container: `publish NETWORK CONTAINER -p [HOSTIP:]HOST:CONTAINER[/tcp|/udp]`,
+    /// or list publications: `publish ls [--json]`
+    Publish(PublishArgs),
+    /// Withdraw published ports (all of the container's on that network without -p)
+    Unpublish {
+        /// Network name
+        network: String,
+        /// Container name
+        container: String,
+        /// A publication to withdraw, as it was published (repeatable)
+        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+        specs: Vec<String>,
+    },
     /// List tracked connections, like `conntrack -L`
     Conntrack {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct PublishArgs {
+    #[command(subcommand)]
+    list: Option<PublishList>,
+    /// Network name
+    network: Option<String>,
+    /// Container name
+    container: Option<String>,
+    /// [HOSTIP:]HOST:CONTAINER[/tcp|/udp], ranges as 8000-8010:80-90 (repeatable)
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    specs: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum PublishList {
+    /// List published ports
+    Ls {
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -194,6 +231,9 @@ struct ConnectArgs {
     /// MAC address [default: 02:42 followed by the IPv4 address, as Docker]
     #[arg(long)]
     mac: Option<MacAddr>,
+    /// Publish a port once connected: [HOSTIP:]HOST:CONTAINER[/tcp|/udp] (repeatable)
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    publish: Vec<String>,
     /// Another name of the container on this network (repeatable; Docker's --network-alias)
     #[arg(long = "alias", value_name = "NAME")]
     aliases: Vec<String>,
@@ -295,6 +335,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mac: args.mac,
                 kind,
                 aliases: args.aliases,
+                publish: args.publish,
             };
             client::print_connect(call(Request::Connect(request))?, args.json)
         }
@@ -316,6 +357,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::InstallSlirp4netnsLink { dir } => rootless::install_slirp4netns_link(&dir),
         Command::Conntrack { json } => client::print_conntrack(call(Request::Conntrack)?, json),
+        Command::Publish(PublishArgs {
+            list: Some(PublishList::Ls { json }),
+            ..
+        }) => client::print_publications(call(Request::PublishList)?, json),
+        Command::Publish(args) => {
+            let (Some(network), Some(container)) = (args.network, args.container) else {
+                anyhow::bail!(
+                    "usage: tapnet publish NETWORK CONTAINER -p [HOSTIP:]HOST:CONTAINER[/tcp|/udp]"
+                );
+            };
+            let value = call(Request::Publish(Publish {
+                network,
+                container,
+                specs: args.specs,
+            }))?;
+            client::print_publications(value, false)
+        }
+        Command::Unpublish {
+            network,
+            container,
+            specs,
+        } => {
+            let value = call(Request::Unpublish(Publish {
+                network,
+                container,
+                specs,
+            }))?;
+            for spec in value.as_array().into_iter().flatten() {
+                println!("{}", spec.as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
     }
 }
 

@@ -194,3 +194,110 @@ fn internal_network_keeps_everything_in() {
     let leaked = c.exec(&["sh", "-c", "echo q | socat -t 2 - TCP:10.234.0.1:7300"]);
     assert_eq!(String::from_utf8_lossy(&leaked.stdout).trim(), "leaked");
 }
+
+/// Published ports of a daemon network: reachable from the host's loopback and from a
+/// peer through the host's address, with the peer's address kept; exclusive; withdrawn
+/// by `unpublish` and by `disconnect`.
+#[test]
+fn published_ports_of_a_daemon_network() {
+    if !require_root("published_ports_of_a_daemon_network") {
+        return;
+    }
+    let host = Netns::new();
+    host.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    let peer = Netns::new();
+    common::link_namespaces(&host, "10.196.0.1", &peer, "10.196.0.2");
+    let daemon = Daemon::start_wrapped("auto", None, &["ip", "netns", "exec", &host.name]);
+    daemon.cli_ok(&["network", "create", "web", "--subnet", "10.235.0.0/24"]);
+    daemon.cli_ok(&[
+        "network",
+        "create",
+        "inner",
+        "--subnet",
+        "10.236.0.0/24",
+        "--internal",
+    ]);
+    let (a, b, c) = (Netns::new(), Netns::new(), Netns::new());
+    daemon.cli_ok(&[
+        "connect",
+        "web",
+        "--netns",
+        &a.path(),
+        "--name",
+        "a",
+        "-p",
+        "18400:80",
+        "-p",
+        "127.0.0.1:18401:80",
+    ]);
+    daemon.cli_ok(&["connect", "web", "--netns", &b.path(), "--name", "b"]);
+    daemon.cli_ok(&["connect", "inner", "--netns", &c.path(), "--name", "c"]);
+    let _server = a.spawn(&[
+        "socat",
+        "TCP-LISTEN:80,reuseaddr,fork",
+        "SYSTEM:echo $SOCAT_PEERADDR",
+    ]);
+
+    let ask = |from: &Netns, target: &str| {
+        let mut answer = String::new();
+        wait_for(Duration::from_secs(10), || {
+            let out = from.exec(&[
+                "sh",
+                "-c",
+                &format!("echo q | socat -t 2 - TCP:{target},connect-timeout=2"),
+            ]);
+            answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            !answer.is_empty()
+        });
+        answer
+    };
+    // From the host's loopback: the container sees the gateway; from a peer: the peer.
+    assert_eq!(ask(&host, "127.0.0.1:18401"), "10.235.0.1");
+    assert_eq!(ask(&peer, "10.196.0.1:18400"), "10.196.0.2");
+    // Hairpin: another container of the network reaches the published port.
+    assert_eq!(ask(&b, "10.235.0.1:18400"), "10.235.0.1");
+
+    let listing = daemon.json(&["publish", "ls", "--json"]);
+    assert_eq!(listing.as_array().unwrap().len(), 2, "{listing}");
+    let err = daemon.cli_err(&["publish", "web", "b", "-p", "18400:8080"]);
+    assert!(
+        err.contains("already published by container \"a\""),
+        "{err}"
+    );
+    let err = daemon.cli_err(&["publish", "inner", "c", "-p", "18500:80"]);
+    assert!(err.contains("internal"), "{err}");
+    // A failed connect --publish changes nothing.
+    let d = Netns::new();
+    let err = daemon.cli_err(&["connect", "web", "--netns", &d.path(), "-p", "18400:80"]);
+    assert!(err.contains("already published"), "{err}");
+    assert!(!d.has_link("eth0"));
+
+    daemon.cli_ok(&["unpublish", "web", "a", "-p", "127.0.0.1:18401:80"]);
+    let refused = host.exec(&[
+        "sh",
+        "-c",
+        "echo q | socat -t 1 - TCP:127.0.0.1:18401,connect-timeout=1",
+    ]);
+    assert!(
+        !refused.status.success(),
+        "an unpublished port still answers"
+    );
+    daemon.cli_ok(&["disconnect", "web", "a"]);
+    assert_eq!(
+        daemon
+            .json(&["publish", "ls", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let refused = host.exec(&[
+        "sh",
+        "-c",
+        "echo q | socat -t 1 - TCP:127.0.0.1:18400,connect-timeout=1",
+    ]);
+    assert!(
+        !refused.status.success(),
+        "a disconnected container's port still answers"
+    );
+}

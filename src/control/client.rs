@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::proto::{MacInfo, NetworkInfo, Request, Response, StatsInfo};
+use super::proto::{MacInfo, NetworkInfo, PublicationInfo, Request, Response, StatsInfo};
 
 /// Sends `request` to the daemon at `control` and returns its answer, or the daemon's
 /// one-line error as the error.
@@ -224,5 +224,26 @@ pub(crate) fn print_conntrack(value: Value, json: bool) -> anyhow::Result<()> {
         println!("{}", line.as_str().unwrap_or_default());
     }
     eprintln!("tapnet: {} flow entries have been shown.", lines.len());
+    Ok(())
+}
+
+/// `publish ls` (and the answer to `publish`).
+pub(crate) fn print_publications(value: Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&value);
+    }
+    let rows: Vec<PublicationInfo> = serde_json::from_value(value)?;
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|p| {
+            vec![
+                p.network.clone(),
+                p.container.clone(),
+                p.container_ip.to_string(),
+                p.publish.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["NETWORK", "CONTAINER", "CONTAINER_IP", "PUBLISH"], &rows);
     Ok(())
 }

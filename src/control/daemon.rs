@@ -5,6 +5,7 @@
 //! reached through [`Datapath`] calls.
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,12 +21,14 @@ use tapnet_wire::MacAddr;
 use tracing::{info, warn};
 
 use super::proto::{
-    Connect, MacInfo, NetnsSpec, NetworkCreate, PortStatsInfo, Request, Response, StatsInfo,
+    Connect, MacInfo, NetnsSpec, NetworkCreate, PortStatsInfo, PublicationInfo, Publish, Request,
+    Response, StatsInfo,
 };
-use super::registry::Registry;
+use super::registry::{Publication, Registry};
 use crate::datapath::{BackendChoice, Datapath, Gateway, PortIo};
-use crate::engine::{Engine, EngineConfig, EngineNetwork};
+use crate::engine::{Engine, EngineConfig, EngineNetwork, Forward};
 use crate::port::{self, AttachedPort, InterfaceConfig, NetnsTarget, PortKind};
+use crate::rootless::run::PortSpec;
 
 /// Longest request line accepted; a longer one is answered with an error.
 const MAX_REQUEST_LEN: u64 = 64 * 1024;
@@ -206,6 +209,9 @@ impl Daemon {
             Request::Disconnect { network, container } => self.disconnect(&network, &container),
             Request::Macs { network } => self.macs(&network),
             Request::Stats => self.stats(),
+            Request::Publish(req) => self.publish(&req),
+            Request::Unpublish(req) => self.unpublish(&req),
+            Request::PublishList => Ok(json!(self.publication_infos())),
             Request::Conntrack => {
                 let entries = self.engine.conntrack();
                 let lines: Vec<String> = entries.iter().map(|e| e.to_conntrack_line()).collect();
@@ -340,7 +346,20 @@ impl Daemon {
         drop(cleanup_fd);
         info!(container = %plan.container, network = %plan.network, ifname, kind = ?kind, address = %plan.address, "connected");
         let port = plan.port;
+        let (network_name, container_name) = (plan.network.clone(), plan.container.clone());
         self.registry.commit_connect(plan, ifname, host_ifname);
+        if !req.publish.is_empty() {
+            let publish = Publish {
+                network: network_name.clone(),
+                container: container_name.clone(),
+                specs: req.publish.clone(),
+            };
+            if let Err(e) = self.publish(&publish) {
+                // The connect fails as a whole.
+                let _ = self.disconnect(&network_name, &container_name);
+                return Err(e);
+            }
+        }
         let endpoint = self
             .registry
             .endpoint(port)
@@ -348,8 +367,112 @@ impl Daemon {
         Ok(json!(self.registry.endpoint_info(endpoint)))
     }
 
+    /// Parses publication specs the way `tapnet run -p` does.
+    fn parse_specs(specs: &[String]) -> Result<Vec<PortSpec>, String> {
+        specs
+            .iter()
+            .map(|s| PortSpec::parse(s).map_err(|e| format!("invalid publication {s:?}: {e}")))
+            .collect()
+    }
+
+    fn publish(&mut self, req: &Publish) -> Result<Value, String> {
+        let endpoint = self
+            .registry
+            .endpoint_of(&req.network, &req.container)?
+            .clone();
+        let specs = Self::parse_specs(&req.specs)?;
+        if specs.is_empty() {
+            return Err(
+                "nothing to publish (give -p [HOSTIP:]HOST:CONTAINER[/tcp|/udp])".to_owned(),
+            );
+        }
+        let net = self.registry.network(&req.network)?.id;
+        for spec in &specs {
+            self.registry.plan_publish(endpoint.port, spec)?;
+        }
+        let mut done = Vec::new();
+        for spec in &specs {
+            let forward = Forward {
+                proto: spec.proto,
+                net,
+                host_addr: spec.host_addr,
+                host_port: spec.host_port,
+                guest_addr: IpAddr::V4(endpoint.ip),
+                guest_port: spec.container_port,
+                count: spec.count,
+            };
+            match self.engine.add_forward(forward) {
+                Ok(id) => {
+                    let publication = Publication {
+                        forward: id,
+                        port: endpoint.port,
+                        spec: spec.clone(),
+                    };
+                    self.registry.commit_publish(publication);
+                    done.push(spec.clone());
+                }
+                Err(e) => {
+                    // All or nothing: withdraw what this command published.
+                    for p in self.registry.take_publications(endpoint.port, &done) {
+                        let _ = self.engine.remove_forward(p.forward);
+                    }
+                    return Err(format!("publish {spec}: {e}"));
+                }
+            }
+        }
+        info!(container = %req.container, network = %req.network, ports = ?req.specs, "published");
+        Ok(json!(
+            self.publication_infos()
+                .into_iter()
+                .filter(|p| p.network == req.network && p.container == req.container)
+                .collect::<Vec<_>>()
+        ))
+    }
+
+    fn unpublish(&mut self, req: &Publish) -> Result<Value, String> {
+        let endpoint = self
+            .registry
+            .endpoint_of(&req.network, &req.container)?
+            .clone();
+        let specs = Self::parse_specs(&req.specs)?;
+        let taken = self.registry.take_publications(endpoint.port, &specs);
+        if taken.is_empty() {
+            return Err(format!(
+                "container {:?} has no such publication on network {:?}",
+                req.container, req.network
+            ));
+        }
+        for p in &taken {
+            if let Err(e) = self.engine.remove_forward(p.forward) {
+                warn!("unpublish {}: {e}", p.spec);
+            }
+        }
+        Ok(json!(
+            taken.iter().map(|p| p.spec.to_string()).collect::<Vec<_>>()
+        ))
+    }
+
+    fn publication_infos(&self) -> Vec<PublicationInfo> {
+        self.registry
+            .publications()
+            .iter()
+            .filter_map(|p| {
+                let e = self.registry.endpoint(p.port)?;
+                Some(PublicationInfo {
+                    network: e.network.clone(),
+                    container: e.container.clone(),
+                    publish: p.spec.to_string(),
+                    container_ip: e.ip,
+                })
+            })
+            .collect()
+    }
+
     fn disconnect(&mut self, network: &str, container: &str) -> Result<Value, String> {
         let endpoint = self.registry.endpoint_of(network, container)?.clone();
+        for p in self.registry.take_publications(endpoint.port, &[]) {
+            let _ = self.engine.remove_forward(p.forward);
+        }
         let fd = self
             .datapath
             .remove_port(endpoint.port)

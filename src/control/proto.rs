@@ -22,6 +22,28 @@ pub(crate) enum Request {
     Macs { network: String },
     Stats,
     Conntrack,
+    Publish(Publish),
+    Unpublish(Publish),
+    PublishList,
+}
+
+/// `tapnet publish` / `tapnet unpublish`: ports of a container on a network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Publish {
+    pub(crate) network: String,
+    pub(crate) container: String,
+    /// `[HOSTIP:]HOST:CONTAINER[/tcp|/udp]`, as typed; for unpublish, empty means all.
+    pub(crate) specs: Vec<String>,
+}
+
+/// One published port (range), as `publish ls` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PublicationInfo {
+    pub(crate) network: String,
+    pub(crate) container: String,
+    /// `HOSTIP:HOST:CONTAINER/PROTO`, normalised.
+    pub(crate) publish: String,
+    pub(crate) container_ip: Ipv4Addr,
 }
 
 /// `tapnet network create`.
@@ -59,6 +81,9 @@ pub(crate) struct Connect {
     /// More names of the container on this network (Docker's `--network-alias`).
     #[serde(default)]
     pub(crate) aliases: Vec<String>,
+    /// Ports to publish once connected (`--publish`); if one fails, the connect is undone.
+    #[serde(default)]
+    pub(crate) publish: Vec<String>,
 }
 
 /// The daemon's answer.

@@ -12,6 +12,7 @@ use tapnet_wire::MacAddr;
 
 use super::proto::{Connect, EndpointInfo, NetworkCreate, NetworkInfo, NetworkOptions};
 use crate::port::{NetnsId, PortKind};
+use crate::rootless::run::PortSpec;
 
 /// Default MTU of a network (Docker's bridge default).
 pub(crate) const DEFAULT_MTU: u32 = 1500;
@@ -75,12 +76,21 @@ pub(crate) struct ConnectPlan {
     pub(crate) aliases: Vec<String>,
 }
 
+/// A published port range of a container, forwarded by the engine as `forward`.
+#[derive(Clone, Debug)]
+pub(crate) struct Publication {
+    pub(crate) forward: u32,
+    pub(crate) port: PortId,
+    pub(crate) spec: PortSpec,
+}
+
 /// Networks, containers and endpoints.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     networks: BTreeMap<String, Network>,
     containers: BTreeMap<String, Container>,
     endpoints: BTreeMap<PortId, Endpoint>,
+    publications: Vec<Publication>,
     next_port_id: u32,
 }
 
@@ -409,6 +419,70 @@ impl Registry {
         Some(endpoint)
     }
 
+    /// Validates publishing `spec` for the endpoint behind `port`: the network may be
+    /// reached from outside, the address family is served, and no other publication
+    /// holds any of the host ports on an overlapping address.
+    pub(crate) fn plan_publish(&self, port: PortId, spec: &PortSpec) -> Result<(), String> {
+        let endpoint = self.endpoint(port).ok_or("no such endpoint")?;
+        let network = self.network(&endpoint.network)?;
+        if network.internal {
+            return Err(format!(
+                "network {:?} is internal: its ports cannot be published",
+                network.name
+            ));
+        }
+        if spec.host_addr.is_ipv6() {
+            return Err(format!("{spec}: network {:?} has no IPv6", network.name));
+        }
+        let overlaps = |other: &PortSpec| {
+            let same_addr = other.host_addr == spec.host_addr
+                || other.host_addr.is_unspecified()
+                || spec.host_addr.is_unspecified();
+            let (a0, a1) = (
+                u32::from(spec.host_port),
+                u32::from(spec.host_port) + u32::from(spec.count),
+            );
+            let (b0, b1) = (
+                u32::from(other.host_port),
+                u32::from(other.host_port) + u32::from(other.count),
+            );
+            other.proto == spec.proto && same_addr && a0 < b1 && b0 < a1
+        };
+        if let Some(holder) = self.publications.iter().find(|p| overlaps(&p.spec)) {
+            let owner = self
+                .endpoint(holder.port)
+                .map_or("?", |e| e.container.as_str());
+            return Err(format!(
+                "{spec}: host port already published by container {owner:?} ({})",
+                holder.spec
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records a publication the engine accepted.
+    pub(crate) fn commit_publish(&mut self, publication: Publication) {
+        self.publications.push(publication);
+    }
+
+    /// Removes and returns the publications of `port` matching `specs` (all if empty).
+    pub(crate) fn take_publications(
+        &mut self,
+        port: PortId,
+        specs: &[PortSpec],
+    ) -> Vec<Publication> {
+        let (taken, kept) = std::mem::take(&mut self.publications)
+            .into_iter()
+            .partition(|p| p.port == port && (specs.is_empty() || specs.contains(&p.spec)));
+        self.publications = kept;
+        taken
+    }
+
+    /// Every publication.
+    pub(crate) fn publications(&self) -> &[Publication] {
+        &self.publications
+    }
+
     /// Every endpoint.
     pub(crate) fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
         self.endpoints.values()
@@ -493,6 +567,7 @@ mod tests {
             mac: None,
             kind: PortKind::Tap,
             aliases: Vec::new(),
+            publish: Vec::new(),
         }
     }
 
@@ -663,6 +738,41 @@ mod tests {
         registry.commit_connect(plan, "eth0".into(), None);
         let info = registry.network_info(registry.network("a").unwrap());
         assert_eq!(info.containers[0].aliases, ["www", "api.v2"]);
+    }
+
+    #[test]
+    fn publications_may_not_overlap() {
+        let mut registry = registry_with(&[("a", "10.1.0.0/24")]);
+        attach(&mut registry, &connect("a"), NS_A, "one").unwrap();
+        attach(&mut registry, &connect("a"), NS_B, "two").unwrap();
+        let (one, two) = (PortId(0), PortId(1));
+        let spec = |s: &str| PortSpec::parse(s).unwrap();
+        registry
+            .plan_publish(one, &spec("8000-8010:80-90"))
+            .unwrap();
+        registry.commit_publish(Publication {
+            forward: 1,
+            port: one,
+            spec: spec("8000-8010:80-90"),
+        });
+        let err = registry
+            .plan_publish(two, &spec("127.0.0.1:8010:80"))
+            .unwrap_err();
+        assert!(
+            err.contains("already published by container \"one\""),
+            "{err}"
+        );
+        // Another protocol, or ports beyond the range, are free.
+        registry.plan_publish(two, &spec("8010:80/udp")).unwrap();
+        registry.plan_publish(two, &spec("8011:80")).unwrap();
+        assert!(
+            registry
+                .plan_publish(two, &spec("[::1]:8080:80"))
+                .unwrap_err()
+                .contains("no IPv6")
+        );
+        assert_eq!(registry.take_publications(one, &[]).len(), 1);
+        registry.plan_publish(two, &spec("8005:80")).unwrap();
     }
 
     #[test]
