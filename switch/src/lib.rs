@@ -33,6 +33,7 @@
 
 mod bridge;
 mod counters;
+pub mod dns;
 #[doc(hidden)]
 pub mod fuzzing;
 mod mac_table;
