@@ -188,6 +188,10 @@ enum NetworkCommand {
         /// containers still reach each other (Docker's --internal)
         #[arg(long)]
         internal: bool,
+        /// Run a DHCP server: connected containers get their address, other clients
+        /// one from the upper half of the subnet (which the allocator leaves free)
+        #[arg(long)]
+        dhcp: bool,
     },
     /// List networks
     #[command(alias = "list")]
@@ -293,6 +297,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mtu,
             no_icc,
             internal,
+            dhcp,
         }) => {
             let value = call(Request::NetworkCreate(NetworkCreate {
                 name,
@@ -301,6 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mtu,
                 icc: !no_icc,
                 internal,
+                dhcp,
             }))?;
             println!("{}", value["name"].as_str().unwrap_or_default());
             Ok(())

@@ -301,3 +301,42 @@ fn published_ports_of_a_daemon_network() {
         "a disconnected container's port still answers"
     );
 }
+
+/// `--dhcp`: a DHCP client in a connected container gets the address tapnet gave it;
+/// a client tapnet does not know gets one from the upper half of the subnet.
+#[test]
+fn dhcp_network_leases_known_and_unknown_clients() {
+    if !require_root("dhcp_network_leases_known_and_unknown_clients") {
+        return;
+    }
+    let daemon = Daemon::start("auto");
+    daemon.cli_ok(&[
+        "network",
+        "create",
+        "d",
+        "--subnet",
+        "10.237.0.0/24",
+        "--dhcp",
+    ]);
+    assert_eq!(
+        daemon.json(&["network", "inspect", "d"])["options"]["dhcp"],
+        true
+    );
+    let (known, stranger) = (Netns::new(), Netns::new());
+    daemon.cli_ok(&["connect", "d", "--netns", &known.path()]);
+    daemon.cli_ok(&["connect", "d", "--netns", &stranger.path()]);
+    let lease = |ns: &Netns| {
+        let out = ns.exec(&[
+            "sh",
+            "-c",
+            "ip addr flush dev eth0 && busybox udhcpc -i eth0 -n -q -t 5 -T 1 -s /bin/true 2>&1",
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let got = lease(&known);
+    assert!(got.contains("lease of 10.237.0.2 obtained"), "{got}");
+    // The stranger changes its MAC: tapnet does not know it, the pool serves it.
+    stranger.exec_ok(&["ip", "link", "set", "eth0", "address", "02:00:00:00:00:99"]);
+    let got = lease(&stranger);
+    assert!(got.contains("lease of 10.237.0.128 obtained"), "{got}");
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 use tapnet_conntrack::ConntrackConfig;
-use tapnet_switch::router::{RouterNetwork, RouterV4};
+use tapnet_switch::router::{DhcpConfig, RouterNetwork, RouterV4};
 use tapnet_switch::{NetworkConfig, PortId, PortRole, SwitchConfig};
 use tapnet_wire::MacAddr;
 use tracing::{info, warn};
@@ -236,7 +236,11 @@ impl Daemon {
                     prefix_len: network.subnet.prefix_len(),
                     gateway: network.gateway,
                     extra: Vec::new(),
-                    dhcp: None,
+                    dhcp: network.dhcp_pool.map(|pool| DhcpConfig {
+                        pool,
+                        dns: Vec::new(),
+                        lease_time: Duration::from_secs(3600),
+                    }),
                 }),
                 v6: None,
                 mtu: network.mtu,
@@ -347,6 +351,19 @@ impl Daemon {
         info!(container = %plan.container, network = %plan.network, ifname, kind = ?kind, address = %plan.address, "connected");
         let port = plan.port;
         let (network_name, container_name) = (plan.network.clone(), plan.container.clone());
+        if self
+            .registry
+            .network(&plan.network)
+            .is_ok_and(|n| n.dhcp_pool.is_some())
+        {
+            // A DHCP client in the container gets the address it was configured with.
+            if let Err(e) =
+                self.datapath
+                    .static_lease(plan.network_id, plan.mac, Some(plan.address.addr()))
+            {
+                warn!("DHCP lease for {}: {e:#}", plan.container);
+            }
+        }
         self.registry.commit_connect(plan, ifname, host_ifname);
         if !req.publish.is_empty() {
             let publish = Publish {
@@ -470,6 +487,10 @@ impl Daemon {
 
     fn disconnect(&mut self, network: &str, container: &str) -> Result<Value, String> {
         let endpoint = self.registry.endpoint_of(network, container)?.clone();
+        let net = self.registry.network(network)?;
+        if net.dhcp_pool.is_some() {
+            let _ = self.datapath.static_lease(net.id, endpoint.mac, None);
+        }
         for p in self.registry.take_publications(endpoint.port, &[]) {
             let _ = self.engine.remove_forward(p.forward);
         }

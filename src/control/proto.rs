@@ -58,6 +58,9 @@ pub(crate) struct NetworkCreate {
     /// Docker's `--internal`: nothing leaves the network, nothing outside reaches it.
     #[serde(default)]
     pub(crate) internal: bool,
+    /// A DHCP server on the network.
+    #[serde(default)]
+    pub(crate) dhcp: bool,
 }
 
 /// Where the container's network namespace is.
@@ -112,6 +115,9 @@ pub(crate) struct NetworkOptions {
     /// Docker's `--internal`: nothing leaves the network, nothing outside reaches it.
     #[serde(default)]
     pub(crate) internal: bool,
+    /// A DHCP server on the network.
+    #[serde(default)]
+    pub(crate) dhcp: bool,
 }
 
 /// One attachment of a container to a network.

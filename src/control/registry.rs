@@ -31,6 +31,8 @@ pub(crate) struct Network {
     pub(crate) mtu: u32,
     pub(crate) icc: bool,
     pub(crate) internal: bool,
+    /// The dynamic pool of the network's DHCP server, inclusive, when `--dhcp`.
+    pub(crate) dhcp_pool: Option<(Ipv4Addr, Ipv4Addr)>,
 }
 
 /// One attachment of a container to a network.
@@ -105,6 +107,15 @@ fn validate_name(what: &str, name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The dynamic DHCP pool of a subnet: the upper half of its host addresses. The
+/// address allocator hands out the lower half, so the two never meet.
+fn dhcp_pool(subnet: Ipv4Net) -> (Ipv4Addr, Ipv4Addr) {
+    let first = u32::from(subnet.network()) + 1;
+    let last = u32::from(subnet.broadcast()) - 1;
+    let mid = first + (last - first).div_ceil(2);
+    (Ipv4Addr::from(mid), Ipv4Addr::from(last))
 }
 
 fn parse_subnet(text: &str) -> Result<Ipv4Net, String> {
@@ -185,6 +196,7 @@ impl Registry {
                 mtu,
                 icc: req.icc,
                 internal: req.internal,
+                dhcp_pool: req.dhcp.then(|| dhcp_pool(subnet)),
             },
         })
     }
@@ -318,6 +330,7 @@ impl Registry {
             None => network
                 .subnet
                 .hosts()
+                .filter(|ip| network.dhcp_pool.is_none_or(|(lo, _)| *ip < lo))
                 .find(|ip| *ip != network.gateway && !used.contains(ip))
                 .ok_or_else(|| {
                     format!(
@@ -508,6 +521,7 @@ impl Registry {
             options: NetworkOptions {
                 icc: network.icc,
                 internal: network.internal,
+                dhcp: network.dhcp_pool.is_some(),
             },
             containers: self
                 .endpoints
@@ -554,6 +568,7 @@ mod tests {
             mtu: None,
             icc: true,
             internal: false,
+            dhcp: false,
         }
     }
 
@@ -738,6 +753,36 @@ mod tests {
         registry.commit_connect(plan, "eth0".into(), None);
         let info = registry.network_info(registry.network("a").unwrap());
         assert_eq!(info.containers[0].aliases, ["www", "api.v2"]);
+    }
+
+    #[test]
+    fn dhcp_pool_is_the_upper_half_and_ipam_keeps_out() {
+        let mut registry = Registry::new();
+        let req = NetworkCreate {
+            dhcp: true,
+            ..create("d", "10.9.0.0/29")
+        };
+        let plan = registry.plan_network_create(&req).unwrap();
+        // Hosts .1-.6: gateway .1; allocator .2-.3; pool .4-.6.
+        assert_eq!(
+            plan.network.dhcp_pool,
+            Some((Ipv4Addr::new(10, 9, 0, 4), Ipv4Addr::new(10, 9, 0, 6)))
+        );
+        registry.commit_network(plan);
+        let ns = |i| NetnsId { dev: 9, ino: i };
+        assert_eq!(
+            attach(&mut registry, &connect("d"), ns(1), "a").unwrap(),
+            Ipv4Addr::new(10, 9, 0, 2)
+        );
+        assert_eq!(
+            attach(&mut registry, &connect("d"), ns(2), "b").unwrap(),
+            Ipv4Addr::new(10, 9, 0, 3)
+        );
+        assert!(
+            attach(&mut registry, &connect("d"), ns(3), "c")
+                .unwrap_err()
+                .contains("no free address")
+        );
     }
 
     #[test]

@@ -229,6 +229,17 @@ impl Datapath {
         self.call(|r| Command::Macs(net, r))
     }
 
+    /// Binds (or, with `None`, unbinds) a MAC address to an address in the DHCP server
+    /// of a network.
+    pub(crate) fn static_lease(
+        &self,
+        net: NetworkId,
+        mac: tapnet_wire::MacAddr,
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> anyhow::Result<()> {
+        self.call(|r| Command::StaticLease(net, mac, ip, r))
+    }
+
     /// Counters of every attached port, sorted by port.
     pub(crate) fn stats(&self) -> anyhow::Result<Vec<PortStats>> {
         self.call(Command::Stats)

@@ -22,7 +22,7 @@ use tapnet_switch::router::{
 use tapnet_switch::{
     MacEntry, NetworkConfig, NetworkId, PortId, PortRole, Switch, SwitchConfig, Verdict,
 };
-use tapnet_wire::Instant;
+use tapnet_wire::{Instant, MacAddr};
 
 use super::{PortIo, PortStats};
 use crate::engine::PacketLink;
@@ -49,6 +49,8 @@ pub(crate) enum Command {
     /// Answered once the backend no longer uses the fd (possibly a few batches later).
     RemovePort(PortId, Reply<OwnedFd>),
     Macs(NetworkId, Reply<Vec<MacEntry>>),
+    /// Binds `MacAddr` to an address in the network's DHCP server (`None`: unbinds).
+    StaticLease(NetworkId, MacAddr, Option<std::net::Ipv4Addr>, Reply<()>),
     Stats(Reply<Vec<PortStats>>),
     Shutdown(Reply<()>),
 }
@@ -436,6 +438,19 @@ impl<H> Pipeline<H> {
                 } else {
                     let _ = reply.send(Err(anyhow!("port {port:?} has no I/O state")));
                 }
+            }
+            Command::StaticLease(net, mac, ip, reply) => {
+                let result = match (self.router.as_mut(), ip) {
+                    (Some(router), Some(ip)) => {
+                        router.set_static_lease(net, mac, ip).map_err(Into::into)
+                    }
+                    (Some(router), None) => {
+                        router.remove_static_lease(net, mac);
+                        Ok(())
+                    }
+                    (None, _) => Err(anyhow!("network {net:?} has no router")),
+                };
+                let _ = reply.send(result);
             }
             Command::Macs(net, reply) => {
                 let _ = reply.send(Ok(self.switch.mac_entries(net, now)));
