@@ -1,0 +1,4 @@
+//! Fuzz harness placeholder.
+
+/// Runs one input.
+pub fn run(_data: &[u8]) {}
