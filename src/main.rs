@@ -192,6 +192,13 @@ enum NetworkCommand {
         /// one from the upper half of the subnet (which the allocator leaves free)
         #[arg(long)]
         dhcp: bool,
+        /// Give the network an IPv6 prefix (with --subnet6): router advertisements,
+        /// NDP, one address per container, egress through IPv6 host sockets
+        #[arg(long, requires = "subnet6")]
+        ipv6: bool,
+        /// The IPv6 prefix of the network, such as fd00:1::/64
+        #[arg(long, requires = "ipv6")]
+        subnet6: Option<String>,
     },
     /// List networks
     #[command(alias = "list")]
@@ -298,6 +305,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_icc,
             internal,
             dhcp,
+            ipv6: _,
+            subnet6,
         }) => {
             let value = call(Request::NetworkCreate(NetworkCreate {
                 name,
@@ -307,6 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 icc: !no_icc,
                 internal,
                 dhcp,
+                subnet6,
             }))?;
             println!("{}", value["name"].as_str().unwrap_or_default());
             Ok(())

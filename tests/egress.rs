@@ -340,3 +340,51 @@ fn dhcp_network_leases_known_and_unknown_clients() {
     let got = lease(&stranger);
     assert!(got.contains("lease of 10.237.0.128 obtained"), "{got}");
 }
+
+/// `--ipv6 --subnet6`: containers get an IPv6 address next to their IPv4 one, reach
+/// each other and the gateway over IPv6, and the host's ::1 through the gateway.
+#[test]
+fn ipv6_daemon_network() {
+    if !require_root("ipv6_daemon_network") {
+        return;
+    }
+    let host = Netns::new();
+    host.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    host.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.lo.disable_ipv6=0"]);
+    let _server = host.spawn(&[
+        "socat",
+        "TCP6-LISTEN:7500,bind=[::1],reuseaddr,fork",
+        "SYSTEM:echo six",
+    ]);
+    let daemon = Daemon::start_wrapped("auto", None, &["ip", "netns", "exec", &host.name]);
+    daemon.cli_ok(&[
+        "network",
+        "create",
+        "six",
+        "--subnet",
+        "10.238.0.0/24",
+        "--ipv6",
+        "--subnet6",
+        "fd00:238::/64",
+    ]);
+    let (a, b) = (Netns::new(), Netns::new());
+    for ns in [&a, &b] {
+        // The harness turns IPv6 off in its namespaces; this test wants it.
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0"]);
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=0"]);
+    }
+    let json = daemon.json(&["connect", "six", "--netns", &a.path(), "--json"]);
+    assert_eq!(json["ip6"], "fd00:238::2/64", "{json}");
+    daemon.cli_ok(&["connect", "six", "--netns", &b.path()]);
+    let inspect = daemon.json(&["network", "inspect", "six"]);
+    assert_eq!(inspect["gateway6"], "fd00:238::1", "{inspect}");
+    let ping6 = |ns: &Netns, ip: &str| {
+        ns.exec(&["ping", "-6", "-c", "3", "-i", "0.2", "-W", "1", "-q", ip])
+            .status
+            .success()
+    };
+    assert!(ping6(&a, "fd00:238::3"), "container to container over IPv6");
+    assert!(ping6(&a, "fd00:238::1"), "container to the IPv6 gateway");
+    let out = a.exec(&["sh", "-c", "echo q | socat -t 2 - TCP6:[fd00:238::1]:7500"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "six");
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 use tapnet_conntrack::ConntrackConfig;
-use tapnet_switch::router::{DhcpConfig, RouterNetwork, RouterV4};
+use tapnet_switch::router::{DhcpConfig, RouterNetwork, RouterV4, RouterV6};
 use tapnet_switch::{NetworkConfig, PortId, PortRole, SwitchConfig};
 use tapnet_wire::MacAddr;
 use tracing::{info, warn};
@@ -242,7 +242,13 @@ impl Daemon {
                         lease_time: Duration::from_secs(3600),
                     }),
                 }),
-                v6: None,
+                v6: network.subnet6.map(|prefix| RouterV6 {
+                    prefix: prefix.network(),
+                    prefix_len: prefix.prefix_len(),
+                    gateway: network.gateway6().unwrap_or(prefix.network()),
+                    extra: Vec::new(),
+                    dns: Vec::new(),
+                }),
                 mtu: network.mtu,
                 // An internal network has no way out: the router answers with ICMP
                 // "administratively prohibited".
@@ -257,7 +263,7 @@ impl Daemon {
             gateway: network.gateway,
             host_loopback: true,
             dns: None,
-            gateway6: None,
+            gateway6: network.gateway6(),
             dns6: None,
             mtu: network.mtu,
         };
@@ -308,13 +314,19 @@ impl Daemon {
         };
         let plan = self.registry.plan_connect(req, netns, &default_name)?;
         let host_ifname = format!("tn{:x}v{:x}", std::process::id(), plan.port.0);
-        let config = InterfaceConfig::ipv4(
+        let mut config = InterfaceConfig::ipv4(
             plan.ifname.clone(),
             plan.mac,
             plan.address,
             plan.gateway,
             plan.mtu,
         );
+        let network = self.registry.network(&plan.network)?;
+        if let (Some(address6), Some(gateway6)) =
+            (network.ipv6_of(plan.address.addr()), network.gateway6())
+        {
+            config.ipv6 = Some((address6, gateway6));
+        }
         self.registry.skip_port(plan.port);
         let attached =
             port::attach(&target, plan.kind, &config, &host_ifname).map_err(|e| e.to_string())?;

@@ -61,6 +61,9 @@ pub(crate) struct NetworkCreate {
     /// A DHCP server on the network.
     #[serde(default)]
     pub(crate) dhcp: bool,
+    /// An IPv6 prefix (`--ipv6 --subnet6`), as typed.
+    #[serde(default)]
+    pub(crate) subnet6: Option<String>,
 }
 
 /// Where the container's network namespace is.
@@ -103,6 +106,10 @@ pub(crate) struct NetworkInfo {
     pub(crate) name: String,
     pub(crate) subnet: Ipv4Net,
     pub(crate) gateway: Ipv4Addr,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) subnet6: Option<ipnet::Ipv6Net>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) gateway6: Option<std::net::Ipv6Addr>,
     pub(crate) mtu: u32,
     pub(crate) options: NetworkOptions,
     pub(crate) containers: Vec<EndpointInfo>,
@@ -128,6 +135,8 @@ pub(crate) struct EndpointInfo {
     pub(crate) interface: String,
     pub(crate) mac: MacAddr,
     pub(crate) ip: Ipv4Net,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) ip6: Option<ipnet::Ipv6Net>,
     pub(crate) kind: PortKind,
     pub(crate) port: u32,
     /// More names of the container on this network.

@@ -4,9 +4,9 @@
 //! failed command changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use tapnet_switch::{NetworkId, PortId};
 use tapnet_wire::MacAddr;
 
@@ -33,6 +33,29 @@ pub(crate) struct Network {
     pub(crate) internal: bool,
     /// The dynamic pool of the network's DHCP server, inclusive, when `--dhcp`.
     pub(crate) dhcp_pool: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// The IPv6 prefix, when `--ipv6`; its first address is the gateway.
+    pub(crate) subnet6: Option<Ipv6Net>,
+}
+
+impl Network {
+    /// The IPv6 gateway: the first address of the prefix (`PREFIX::1`).
+    pub(crate) fn gateway6(&self) -> Option<Ipv6Addr> {
+        self.subnet6
+            .map(|p| Ipv6Addr::from(u128::from(p.network()) + 1))
+    }
+
+    /// The IPv6 address that goes with an IPv4 address of the network: the prefix plus
+    /// the IPv4 host number (10.1.0.7 in 10.1.0.0/24 → PREFIX::7), so it is unique
+    /// whenever the IPv4 address is.
+    pub(crate) fn ipv6_of(&self, ip: Ipv4Addr) -> Option<Ipv6Net> {
+        let prefix = self.subnet6?;
+        let host = u32::from(ip) - u32::from(self.subnet.network());
+        Ipv6Net::new(
+            Ipv6Addr::from(u128::from(prefix.network()) + u128::from(host)),
+            prefix.prefix_len(),
+        )
+        .ok()
+    }
 }
 
 /// One attachment of a container to a network.
@@ -176,7 +199,40 @@ impl Registry {
                 .next()
                 .ok_or_else(|| format!("subnet {subnet} has no host addresses"))?,
         };
+        let subnet6 = match &req.subnet6 {
+            None => None,
+            Some(text) => {
+                let prefix: Ipv6Net = text.parse().map_err(|_| {
+                    format!("invalid IPv6 subnet {text:?}: expected a prefix such as fd00:1::/64")
+                })?;
+                if prefix.addr() != prefix.network() {
+                    return Err(format!(
+                        "invalid IPv6 subnet {text}: host bits are set (did you mean {}?)",
+                        prefix.trunc()
+                    ));
+                }
+                if prefix.prefix_len() > 112 {
+                    return Err(format!("invalid IPv6 subnet {text}: use /112 or larger"));
+                }
+                if let Some(other) = self.networks.values().find(|n| {
+                    n.subnet6.is_some_and(|o| {
+                        o.contains(&prefix.network()) || prefix.contains(&o.network())
+                    })
+                }) {
+                    return Err(format!(
+                        "IPv6 subnet {prefix} overlaps network {:?}",
+                        other.name
+                    ));
+                }
+                Some(prefix)
+            }
+        };
         let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+        if subnet6.is_some() && mtu < 1280 {
+            return Err(format!(
+                "invalid MTU {mtu} for IPv6: must be at least 1280 (RFC 8200)"
+            ));
+        }
         if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
             return Err(format!(
                 "invalid MTU {mtu}: must be between {MIN_MTU} and {MAX_MTU}"
@@ -197,6 +253,7 @@ impl Registry {
                 icc: req.icc,
                 internal: req.internal,
                 dhcp_pool: req.dhcp.then(|| dhcp_pool(subnet)),
+                subnet6,
             },
         })
     }
@@ -517,6 +574,8 @@ impl Registry {
             name: network.name.clone(),
             subnet: network.subnet,
             gateway: network.gateway,
+            subnet6: network.subnet6,
+            gateway6: network.gateway6(),
             mtu: network.mtu,
             options: NetworkOptions {
                 icc: network.icc,
@@ -544,6 +603,10 @@ impl Registry {
             interface: endpoint.ifname.clone(),
             mac: endpoint.mac,
             ip: Ipv4Net::new(endpoint.ip, prefix).unwrap_or_else(|_| Ipv4Net::from(endpoint.ip)),
+            ip6: self
+                .networks
+                .get(&endpoint.network)
+                .and_then(|n| n.ipv6_of(endpoint.ip)),
             kind: endpoint.kind,
             port: endpoint.port.0,
             aliases: endpoint.aliases.clone(),
@@ -569,6 +632,7 @@ mod tests {
             icc: true,
             internal: false,
             dhcp: false,
+            subnet6: None,
         }
     }
 
@@ -783,6 +847,33 @@ mod tests {
                 .unwrap_err()
                 .contains("no free address")
         );
+    }
+
+    #[test]
+    fn ipv6_prefix_gives_gateway_and_addresses() {
+        let mut registry = Registry::new();
+        let req = NetworkCreate {
+            subnet6: Some("fd00:1::/64".into()),
+            ..create("six", "10.8.0.0/24")
+        };
+        let plan = registry.plan_network_create(&req).unwrap();
+        assert_eq!(plan.network.gateway6(), Some("fd00:1::1".parse().unwrap()));
+        assert_eq!(
+            plan.network.ipv6_of(Ipv4Addr::new(10, 8, 0, 7)),
+            Some("fd00:1::7/64".parse().unwrap())
+        );
+        registry.commit_network(plan);
+        let err = |text: &str| {
+            let req = NetworkCreate {
+                subnet6: Some(text.into()),
+                ..create("x", "10.9.0.0/24")
+            };
+            registry.plan_network_create(&req).unwrap_err()
+        };
+        assert!(err("fd00:1:0:0:8000::/65").contains("overlaps"));
+        assert!(err("fd00:2::1/64").contains("host bits"));
+        assert!(err("nonsense").contains("invalid IPv6 subnet"));
+        assert!(err("fd00:3::/120").contains("/112 or larger"));
     }
 
     #[test]
