@@ -10,10 +10,18 @@
 //! `ok\t<ifname>` (with the TAP fd attached via `SCM_RIGHTS`) or
 //! `err\t<kind>\t<fields...>`, and exits. The daemon waits for the answer (with a
 //! timeout) and reaps the child.
+//!
+//! With `--dns-socket 1` the helper also binds, in the container's namespace, a UDP
+//! socket and a TCP listener on 127.0.0.11:53 (Docker's embedded DNS address; `lo` is
+//! brought up first, and every 127.0.0.0/8 address is local on it), and after an `ok`
+//! sends two more messages, `dns-udp` and `dns-tcp`, each with its socket attached.
+//! Both are non-blocking and close-on-exec. Binding port 53 needs CAP_NET_BIND_SERVICE
+//! in the namespace's user namespace, which the helper has (root of the container's
+//! user namespace once it joined it, or real root).
 
 use std::ffi::OsString;
 use std::io::{self, Read};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -22,7 +30,7 @@ use std::time::Duration;
 use ipnet::{Ipv4Net, Ipv6Net};
 use tapnet_wire::MacAddr;
 
-use crate::port::InterfaceConfig;
+use crate::port::{DnsSockets, InterfaceConfig};
 use crate::sys::ethtool::{Ethtool, Offload};
 use crate::sys::netlink::{LinkChange, RouteSocket};
 use crate::sys::tap::{Tap, TapError, TapOptions};
@@ -33,6 +41,14 @@ pub(crate) const HELPER_ARG: &str = "__ns-helper";
 
 /// How long the daemon waits for the helper's answer before killing it.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Docker's embedded DNS address inside each container, and its port.
+pub(crate) const DNS_SOCKET_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)), 53);
+
+/// Tags of the follow-up messages that carry the DNS sockets.
+const DNS_UDP_TAG: &str = "dns-udp";
+const DNS_TCP_TAG: &str = "dns-tcp";
 
 /// Default names tried in order when the caller names no interface: `eth0`, `eth1`, ...
 const MAX_ETH_INDEX: u32 = 1024;
@@ -64,6 +80,8 @@ pub(crate) struct NsRequest {
     /// See [`InterfaceConfig::attach_existing`].
     pub(crate) attach_existing: bool,
     pub(crate) ipv6: Option<(Ipv6Net, Ipv6Addr)>,
+    /// Also bind UDP and TCP sockets on 127.0.0.11:53 and send them back.
+    pub(crate) dns_socket: bool,
 }
 
 impl NsRequest {
@@ -110,6 +128,9 @@ impl NsRequest {
                 "--gateway6".to_owned(),
                 gateway6.to_string(),
             ]);
+        }
+        if self.dns_socket {
+            args.extend(["--dns-socket".to_owned(), "1".to_owned()]);
         }
         args
     }
@@ -163,6 +184,10 @@ impl NsRequest {
             _ => return Err("--address6 and --gateway6 go together".to_owned()),
         };
         let ifname = pairs.remove("ifname").map(str::to_owned);
+        let dns_socket = match pairs.remove("dns-socket") {
+            Some(value) => flag("dns-socket", value)?,
+            None => false,
+        };
         if let Some(extra) = pairs.keys().next() {
             return Err(format!("unknown argument --{extra}"));
         }
@@ -178,6 +203,7 @@ impl NsRequest {
             configure,
             attach_existing,
             ipv6,
+            dns_socket,
         })
     }
 }
@@ -263,13 +289,26 @@ pub(crate) fn describe(e: &io::Error) -> String {
 // ---------------------------------------------------------------------------------
 // Daemon side.
 
+/// What the helper hands back.
+#[derive(Debug)]
+pub(crate) struct HelperReply {
+    /// The interface name chosen in the container.
+    pub(crate) ifname: String,
+    /// For a TAP: its fd.
+    pub(crate) fd: Option<OwnedFd>,
+    /// The sockets on 127.0.0.11:53, when asked for.
+    pub(crate) dns: Option<DnsSockets>,
+}
+
 /// Runs the helper for `op` in the namespace `netns` and waits for its answer: the
-/// interface name chosen in the container and, for a TAP, its fd.
+/// interface name chosen in the container, for a TAP its fd, and with `dns_socket` the
+/// sockets bound on 127.0.0.11:53 in the container.
 pub(crate) fn run_helper(
     netns: BorrowedFd<'_>,
     op: NsOp,
     config: &InterfaceConfig,
-) -> Result<(String, Option<OwnedFd>), NsFailure> {
+    dns_socket: bool,
+) -> Result<HelperReply, NsFailure> {
     let other = |what: &str, e: io::Error| NsFailure::Other(format!("{what}: {}", describe(&e)));
     let (ours, theirs) = fdpass::seqpacket_pair().map_err(|e| other("socketpair", e))?;
     let request = NsRequest {
@@ -284,6 +323,7 @@ pub(crate) fn run_helper(
         configure: config.configure,
         attach_existing: config.attach_existing,
         ipv6: config.ipv6,
+        dns_socket,
     };
     let mut cmd = Command::new("/proc/self/exe");
     // argv[0] "tapnet": the daemon may have been started as `slirp4netns`.
@@ -303,7 +343,18 @@ pub(crate) fn run_helper(
     let result = match answer {
         Ok((0, _)) => None,
         Ok((n, fd)) => Some(match NsReply::decode(&String::from_utf8_lossy(&buf[..n])) {
-            Some(NsReply::Ok { ifname }) => Ok((ifname, fd)),
+            Some(NsReply::Ok { ifname }) => match dns_socket {
+                false => Ok(HelperReply {
+                    ifname,
+                    fd,
+                    dns: None,
+                }),
+                true => recv_dns_sockets(ours.as_fd()).map(|dns| HelperReply {
+                    ifname,
+                    fd,
+                    dns: Some(dns),
+                }),
+            },
             Some(NsReply::Err(failure)) => Err(failure),
             None => Err(NsFailure::Other(
                 "malformed answer from the namespace helper".to_owned(),
@@ -346,6 +397,29 @@ pub(crate) fn run_helper(
     }
 }
 
+/// Receives the two follow-up messages that carry the DNS sockets.
+fn recv_dns_sockets(sock: BorrowedFd<'_>) -> Result<DnsSockets, NsFailure> {
+    let recv = |tag: &str| {
+        let mut buf = [0u8; 64];
+        match fdpass::recv_with_fd(sock, &mut buf) {
+            Ok((n, Some(fd))) if &buf[..n] == tag.as_bytes() => Ok(fd),
+            Ok(_) => Err(NsFailure::Other(format!(
+                "the namespace helper sent no {tag} socket"
+            ))),
+            Err(e) => Err(NsFailure::Other(format!(
+                "read the namespace helper's {tag} socket: {}",
+                describe(&e)
+            ))),
+        }
+    };
+    let udp = recv(DNS_UDP_TAG)?;
+    let tcp = recv(DNS_TCP_TAG)?;
+    Ok(DnsSockets {
+        udp: UdpSocket::from(udp),
+        tcp: TcpListener::from(tcp),
+    })
+}
+
 // ---------------------------------------------------------------------------------
 // Helper side.
 
@@ -370,9 +444,9 @@ pub(crate) fn run(args: Vec<OsString>) -> ! {
             std::process::exit(2);
         }
     };
-    let (reply, fd) = match serve(&request) {
-        Ok((ifname, fd)) => (NsReply::Ok { ifname }, fd),
-        Err(failure) => (NsReply::Err(failure), None),
+    let (reply, fd, dns) = match serve(&request) {
+        Ok(HelperReply { ifname, fd, dns }) => (NsReply::Ok { ifname }, fd, dns),
+        Err(failure) => (NsReply::Err(failure), None, None),
     };
     let ok = matches!(reply, NsReply::Ok { .. });
     if let Err(e) = fdpass::send_with_fd(
@@ -383,11 +457,23 @@ pub(crate) fn run(args: Vec<OsString>) -> ! {
         eprintln!("tapnet {HELPER_ARG}: send the answer: {e}");
         std::process::exit(1);
     }
+    if let Some(dns) = dns {
+        for (tag, fd) in [
+            (DNS_UDP_TAG, dns.udp.as_fd()),
+            (DNS_TCP_TAG, dns.tcp.as_fd()),
+        ] {
+            if let Err(e) = fdpass::send_with_fd(sock.as_fd(), tag.as_bytes(), Some(fd)) {
+                eprintln!("tapnet {HELPER_ARG}: send the {tag} socket: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     std::process::exit(if ok { 0 } else { 1 })
 }
 
-/// Does the work in the namespace; returns the interface name and, for a TAP, its fd.
-fn serve(req: &NsRequest) -> Result<(String, Option<OwnedFd>), NsFailure> {
+/// Does the work in the namespace; returns the interface name, for a TAP its fd, and
+/// the DNS sockets if asked for.
+fn serve(req: &NsRequest) -> Result<HelperReply, NsFailure> {
     let netns = netns::adopt_inherited_fd(req.netns_fd).map_err(|e| {
         NsFailure::Other(format!("namespace fd {}: {}", req.netns_fd, describe(&e)))
     })?;
@@ -396,17 +482,57 @@ fn serve(req: &NsRequest) -> Result<(String, Option<OwnedFd>), NsFailure> {
 
     let mut rt = RouteSocket::open()
         .map_err(|e| NsFailure::Other(format!("open rtnetlink socket: {}", describe(&e))))?;
+    let (ifname, fd) = serve_op(&mut rt, req)?;
+    let dns = if req.dns_socket {
+        Some(open_dns_sockets(&mut rt)?)
+    } else {
+        None
+    };
+    Ok(HelperReply { ifname, fd, dns })
+}
+
+/// Binds UDP and TCP sockets on 127.0.0.11:53, after bringing `lo` up (it is down in a
+/// fresh namespace, and `configure` may not have run).
+fn open_dns_sockets(rt: &mut RouteSocket) -> Result<DnsSockets, NsFailure> {
+    let fail = |step: &str, e: io::Error| NsFailure::Configure {
+        ifname: "lo".to_owned(),
+        message: format!("{step}: {}", describe(&e)),
+    };
+    let lo = rt
+        .existing_link_index("lo")
+        .map_err(|e| fail("look up lo", e))?;
+    rt.set_link(
+        lo,
+        &LinkChange {
+            up: Some(true),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| fail("bring lo up", e))?;
+    let udp = UdpSocket::bind(DNS_SOCKET_ADDR)
+        .map_err(|e| fail(&format!("bind UDP {DNS_SOCKET_ADDR}"), e))?;
+    let tcp = TcpListener::bind(DNS_SOCKET_ADDR)
+        .map_err(|e| fail(&format!("listen on TCP {DNS_SOCKET_ADDR}"), e))?;
+    // O_NONBLOCK lives in the open file description, so it travels with the fds.
+    udp.set_nonblocking(true)
+        .and_then(|()| tcp.set_nonblocking(true))
+        .map_err(|e| fail("make the DNS sockets non-blocking", e))?;
+    Ok(DnsSockets { udp, tcp })
+}
+
+/// The interface part of the work: TAP or veth.
+fn serve_op(rt: &mut RouteSocket, req: &NsRequest) -> Result<(String, Option<OwnedFd>), NsFailure> {
     match &req.op {
         NsOp::Tap => {
-            let tap = open_tap(&mut rt, req.ifname.as_deref(), req.attach_existing)?;
+            let tap = open_tap(rt, req.ifname.as_deref(), req.attach_existing)?;
             let ifname = tap.name().to_owned();
             if req.configure {
-                configure(&mut rt, &ifname, req)?;
+                configure(rt, &ifname, req)?;
             }
             Ok((ifname, Some(tap.into_fd())))
         }
         NsOp::Veth { peer } => {
-            let ifname = rename_peer(&mut rt, peer, req.ifname.as_deref())?;
+            let ifname = rename_peer(rt, peer, req.ifname.as_deref())?;
             // The container's kernel would otherwise hand the veth CHECKSUM_PARTIAL
             // frames and 64 KB TSO/GSO super-frames, which AF_PACKET passes on as they are.
             let fail = |step: &str, e: io::Error| NsFailure::Configure {
@@ -423,7 +549,7 @@ fn serve(req: &NsRequest) -> Result<(String, Option<OwnedFd>), NsFailure> {
                     .set(&ifname, offload, false)
                     .map_err(|e| fail(&format!("switch {what} off"), e))?;
             }
-            configure(&mut rt, &ifname, req)?;
+            configure(rt, &ifname, req)?;
             Ok((ifname, None))
         }
     }
@@ -609,6 +735,7 @@ mod tests {
             configure: true,
             attach_existing: false,
             ipv6: None,
+            dns_socket: false,
         }
     }
 
@@ -617,6 +744,8 @@ mod tests {
         let mut req = sample(NsOp::Tap, Some("tap0"));
         req.configure = false;
         req.attach_existing = true;
+        req.dns_socket = true;
+        assert!(req.to_args().join(" ").ends_with("--dns-socket 1"));
         req.ipv6 = Some(("fd00::100/64".parse().unwrap(), "fd00::2".parse().unwrap()));
         assert_eq!(NsRequest::from_args(&os(&req.to_args())).unwrap(), req);
     }

@@ -10,9 +10,15 @@
 //! The container's interface is configured like Docker's: the given MAC, MTU, IPv4
 //! address with broadcast, link and loopback up, and a default route via the gateway
 //! unless the namespace already has one (the first network wins).
+//!
+//! [`attach_with_dns`] also opens Docker's embedded DNS address inside the container:
+//! UDP and TCP sockets bound on 127.0.0.11:53 in its namespace, served by the daemon
+//! (with `tapnet_switch::dns::NameTable`). The container's `/etc/resolv.conf` is not
+//! ours to change: whoever builds the container (or `tapnet run`'s own resolv.conf)
+//! points it at `nameserver 127.0.0.11`, as Docker does.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -117,6 +123,19 @@ pub(crate) struct AttachedPort {
     pub(crate) ifname: String,
     /// For veth: the host end's name.
     pub(crate) host_ifname: Option<String>,
+}
+
+/// The sockets of a container's embedded DNS address, 127.0.0.11:53, bound inside its
+/// network namespace (non-blocking, close-on-exec). They belong to the namespace, not
+/// to one port: a container has one pair whatever the number of its networks, and
+/// closing them frees the address. A second bind in the same namespace fails with
+/// "Address already in use".
+#[derive(Debug)]
+pub(crate) struct DnsSockets {
+    /// Queries over UDP: answer each datagram to its source with `send_to`.
+    pub(crate) udp: UdpSocket,
+    /// Queries over TCP (RFC 7766): accept, then two-byte length-prefixed messages.
+    pub(crate) tcp: TcpListener,
 }
 
 /// A failed attach or detach. Display is one line, fit for a user.
@@ -246,6 +265,37 @@ pub(crate) fn attach(
     config: &InterfaceConfig,
     host_ifname: &str,
 ) -> Result<AttachedPort, PortError> {
+    attach_inner(target, kind, config, host_ifname, false).map(|(port, _)| port)
+}
+
+/// [`attach`], and in the same visit to the namespace bind the embedded DNS sockets on
+/// 127.0.0.11:53 (see [`DnsSockets`]). Ask for them once per container namespace (on
+/// its first network); later attachments use [`attach`].
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the daemon wires the embedded DNS in next")
+)]
+pub(crate) fn attach_with_dns(
+    target: &NetnsTarget,
+    kind: PortKind,
+    config: &InterfaceConfig,
+    host_ifname: &str,
+) -> Result<(AttachedPort, DnsSockets), PortError> {
+    let (port, dns) = attach_inner(target, kind, config, host_ifname, true)?;
+    let dns = dns.ok_or_else(|| PortError::Helper {
+        netns: target.describe(),
+        message: "the namespace helper sent no DNS sockets".to_owned(),
+    })?;
+    Ok((port, dns))
+}
+
+fn attach_inner(
+    target: &NetnsTarget,
+    kind: PortKind,
+    config: &InterfaceConfig,
+    host_ifname: &str,
+    dns_socket: bool,
+) -> Result<(AttachedPort, Option<DnsSockets>), PortError> {
     validate_config(config)?;
     if kind == PortKind::Veth {
         validate_ifname(host_ifname)?;
@@ -253,20 +303,21 @@ pub(crate) fn attach(
     let netns_fd = open_netns(target)?;
     match kind {
         PortKind::Tap => {
-            let (ifname, fd) = nshelper::run_helper(netns_fd.as_fd(), NsOp::Tap, config)
+            let reply = nshelper::run_helper(netns_fd.as_fd(), NsOp::Tap, config, dns_socket)
                 .map_err(|f| failure_to_error(f, target))?;
-            let fd = fd.ok_or_else(|| PortError::Helper {
+            let fd = reply.fd.ok_or_else(|| PortError::Helper {
                 netns: target.describe(),
                 message: "the namespace helper sent no TAP fd".to_owned(),
             })?;
-            Ok(AttachedPort {
+            let port = AttachedPort {
                 kind,
                 fd,
-                ifname,
+                ifname: reply.ifname,
                 host_ifname: None,
-            })
+            };
+            Ok((port, reply.dns))
         }
-        PortKind::Veth => attach_veth(target, netns_fd.as_fd(), config, host_ifname),
+        PortKind::Veth => attach_veth(target, netns_fd.as_fd(), config, host_ifname, dns_socket),
     }
 }
 
@@ -305,7 +356,8 @@ fn attach_veth(
     netns_fd: BorrowedFd<'_>,
     config: &InterfaceConfig,
     host_ifname: &str,
-) -> Result<AttachedPort, PortError> {
+    dns_socket: bool,
+) -> Result<(AttachedPort, Option<DnsSockets>), PortError> {
     let mut rt =
         RouteSocket::open().map_err(|e| host_error("open rtnetlink socket".to_owned(), &e))?;
     let exists = rt
@@ -323,7 +375,15 @@ fn attach_veth(
                 &e,
             ),
         })?;
-    match finish_veth(&mut rt, target, netns_fd, config, host_ifname, &peer) {
+    match finish_veth(
+        &mut rt,
+        target,
+        netns_fd,
+        config,
+        host_ifname,
+        &peer,
+        dns_socket,
+    ) {
         Ok(port) => Ok(port),
         Err(e) => {
             // Deleting the host end deletes the peer in the container too.
@@ -344,7 +404,8 @@ fn finish_veth(
     config: &InterfaceConfig,
     host_ifname: &str,
     peer: &str,
-) -> Result<AttachedPort, PortError> {
+    dns_socket: bool,
+) -> Result<(AttachedPort, Option<DnsSockets>), PortError> {
     let index = rt
         .existing_link_index(host_ifname)
         .map_err(|e| host_error(format!("look up {host_ifname}"), &e))?;
@@ -367,20 +428,22 @@ fn finish_veth(
     // Open the socket before the container end comes up, so its first frames are seen.
     let fd = packet::open_bound(index)
         .map_err(|e| host_error(format!("open AF_PACKET socket on {host_ifname}"), &e))?;
-    let (ifname, _) = nshelper::run_helper(
+    let reply = nshelper::run_helper(
         netns_fd,
         NsOp::Veth {
             peer: peer.to_owned(),
         },
         config,
+        dns_socket,
     )
     .map_err(|f| failure_to_error(f, target))?;
-    Ok(AttachedPort {
+    let port = AttachedPort {
         kind: PortKind::Veth,
         fd,
-        ifname,
+        ifname: reply.ifname,
         host_ifname: Some(host_ifname.to_owned()),
-    })
+    };
+    Ok((port, reply.dns))
 }
 
 /// Deletes the veth whose host end is `host_ifname`; a missing link is fine.

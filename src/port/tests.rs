@@ -586,3 +586,150 @@ fn tap_port_from_an_unprivileged_daemon() {
     lines.for_each(drop); // the child's test summary
     assert!(child.wait().unwrap().success());
 }
+
+/// Answers DNS queries on `dns` with `table` (scope: network 1) until `stop` is set:
+/// the daemon's job once wired, done here by the test thread.
+fn serve_dns(
+    dns: &DnsSockets,
+    table: &tapnet_switch::dns::NameTable,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{Read as _, Write as _};
+    use tapnet_switch::dns::DnsVerdict;
+    let scope = [tapnet_switch::NetworkId(1)];
+    let mut buf = [0u8; 1500];
+    let mut out = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        let mut idle = true;
+        if let Ok((n, from)) = dns.udp.recv_from(&mut buf) {
+            idle = false;
+            if let DnsVerdict::Answer { len } = table.answer(&buf[..n], &scope, &mut out) {
+                dns.udp.send_to(&out[..len], from).unwrap();
+            }
+        }
+        if let Ok((mut stream, _)) = dns.tcp.accept() {
+            idle = false;
+            stream.set_nonblocking(false).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            // RFC 1035 4.2.2: each message prefixed with its length.
+            let mut len = [0u8; 2];
+            while stream.read_exact(&mut len).is_ok() {
+                let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                stream.read_exact(&mut msg).unwrap();
+                if let DnsVerdict::Answer { len } = table.answer_tcp(&msg, &scope, &mut out) {
+                    let prefix = u16::try_from(len).unwrap().to_be_bytes();
+                    stream.write_all(&prefix).unwrap();
+                    stream.write_all(&out[..len]).unwrap();
+                }
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Sets the flag when dropped.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Attaches with the embedded DNS sockets and checks that `dig @127.0.0.11`, run in
+/// the namespace, gets the responder's answers over UDP and TCP.
+fn check_dig_at_127_0_0_11(ns: &NamespaceProcess, kind: PortKind, host: &str, net: u8) {
+    let cfg = config(None, 2, net);
+    let (port, dns) = attach_with_dns(&ns.target(), kind, &cfg, host).unwrap();
+    assert_eq!(
+        dns.udp.local_addr().unwrap(),
+        crate::nshelper::DNS_SOCKET_ADDR
+    );
+    let mut table = tapnet_switch::dns::NameTable::new();
+    table
+        .add(
+            tapnet_switch::NetworkId(1),
+            tapnet_switch::PortId(1),
+            &["web", "frontend"],
+            Some(Ipv4Addr::new(10, net, 0, 2)),
+            None,
+        )
+        .unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| serve_dns(&dns, &table, &stop));
+        // Stops the server even if a dig below panics, so that the scope can end.
+        let _stop = StopOnDrop(&stop);
+        let dig = |extra: &[&str], name: &str| {
+            let mut cmd = vec![
+                "dig",
+                "+short",
+                "+tries=1",
+                "+time=3",
+                "@127.0.0.11",
+                "-p",
+                "53",
+            ];
+            cmd.extend_from_slice(extra);
+            cmd.push(name);
+            let out = ns.run(&cmd);
+            out.trim().to_owned()
+        };
+        let want = format!("10.{net}.0.2");
+        let udp = dig(&[], "web");
+        let tcp = dig(&["+tcp"], "FrontEnd.");
+        let ptr = dig(&["-x"], &want);
+        assert_eq!(udp, want, "dig over UDP");
+        assert_eq!(tcp, want, "dig over TCP");
+        assert_eq!(ptr, "web.", "dig -x");
+    });
+    // The address belongs to the namespace: a second bind there fails clearly.
+    if kind == PortKind::Tap {
+        let second = config(None, 2, net + 1);
+        match attach_with_dns(&ns.target(), kind, &second, host) {
+            Err(PortError::Configure {
+                ifname, message, ..
+            }) => {
+                assert_eq!(ifname, "lo");
+                assert!(message.contains("Address already in use"), "{message}");
+            }
+            other => panic!("second DNS bind: {other:?}"),
+        }
+    }
+    drop(dns);
+    detach(port).unwrap();
+}
+
+#[test]
+fn tap_port_with_dns_sockets_answers_dig() {
+    require_root!("tap_port_with_dns_sockets_answers_dig");
+    if Command::new("dig").arg("-v").output().is_err() {
+        let _ = writeln_skip("tap_port_with_dns_sockets_answers_dig: no dig");
+        return;
+    }
+    let ns = NamespaceProcess::netns();
+    check_dig_at_127_0_0_11(&ns, PortKind::Tap, "", 46);
+}
+
+#[test]
+fn veth_port_with_dns_sockets_in_a_rootless_user_namespace() {
+    require_root!("veth_port_with_dns_sockets_in_a_rootless_user_namespace");
+    if Command::new("dig").arg("-v").output().is_err() {
+        let _ = writeln_skip("veth_port_with_dns_sockets_in_a_rootless_user_namespace: no dig");
+        return;
+    }
+    let ns = NamespaceProcess::rootless_netns();
+    let host = format!("tnd{:x}e", std::process::id());
+    check_dig_at_127_0_0_11(&ns, PortKind::Veth, &host, 48);
+    assert!(host_link(&host).is_none());
+}
+
+/// Prints a skip reason straight to stderr (not captured by libtest).
+fn writeln_skip(what: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    writeln!(std::io::stderr(), "SKIPPED: {what}")
+}
