@@ -271,10 +271,6 @@ pub(crate) fn attach(
 /// [`attach`], and in the same visit to the namespace bind the embedded DNS sockets on
 /// 127.0.0.11:53 (see [`DnsSockets`]). Ask for them once per container namespace (on
 /// its first network); later attachments use [`attach`].
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the daemon wires the embedded DNS in next")
-)]
 pub(crate) fn attach_with_dns(
     target: &NetnsTarget,
     kind: PortKind,

@@ -388,3 +388,116 @@ fn ipv6_daemon_network() {
     let out = a.exec(&["sh", "-c", "echo q | socat -t 2 - TCP6:[fd00:238::1]:7500"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "six");
 }
+
+/// Names and aliases resolve at 127.0.0.11 inside containers, only among containers
+/// that share a network; other names go to the host's resolver; names go away with
+/// the container.
+#[test]
+fn embedded_dns_at_127_0_0_11() {
+    if !require_root("embedded_dns_at_127_0_0_11") {
+        return;
+    }
+    let host = Netns::new();
+    host.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    let etc = std::path::PathBuf::from("/etc/netns").join(&host.name);
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.77\n").unwrap();
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _etc = RemoveDir(etc);
+    let _resolver = host.spawn(&[
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.77",
+        "--port=53",
+        "--user=root",
+        "--address=/printer.tapnet.test/192.0.2.7",
+    ]);
+    let daemon = Daemon::start_wrapped("auto", None, &["ip", "netns", "exec", &host.name]);
+    daemon.cli_ok(&["network", "create", "front", "--subnet", "10.239.0.0/24"]);
+    daemon.cli_ok(&["network", "create", "back", "--subnet", "10.240.0.0/24"]);
+    let (web, client, lonely) = (Netns::new(), Netns::new(), Netns::new());
+    daemon.cli_ok(&[
+        "connect",
+        "front",
+        "--netns",
+        &web.path(),
+        "--name",
+        "web",
+        "--alias",
+        "www",
+        "--ip",
+        "10.239.0.5",
+    ]);
+    daemon.cli_ok(&[
+        "connect",
+        "back",
+        "--netns",
+        &web.path(),
+        "--name",
+        "web",
+        "--ip",
+        "10.240.0.5",
+    ]);
+    daemon.cli_ok(&[
+        "connect",
+        "front",
+        "--netns",
+        &client.path(),
+        "--name",
+        "client",
+    ]);
+    daemon.cli_ok(&[
+        "connect",
+        "back",
+        "--netns",
+        &lonely.path(),
+        "--name",
+        "lonely",
+    ]);
+    let dig = |ns: &Netns, args: &str| {
+        let out = ns.exec(&[
+            "sh",
+            "-c",
+            &format!("dig +short +tries=2 +time=2 @127.0.0.11 {args}"),
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    // On the shared network, with the address on that network.
+    assert_eq!(dig(&client, "web"), "10.239.0.5");
+    assert_eq!(dig(&client, "www"), "10.239.0.5");
+    assert_eq!(dig(&client, "+tcp WEB."), "10.239.0.5");
+    assert_eq!(dig(&lonely, "web"), "10.240.0.5");
+    // An alias of another network, and a container on no shared network: not ours.
+    assert_ne!(dig(&lonely, "www"), "10.239.0.5");
+    assert_ne!(dig(&lonely, "client"), dig(&client, "client"));
+    // Other names go to the host's resolver.
+    assert_eq!(dig(&client, "printer.tapnet.test"), "192.0.2.7");
+    // getent, through a resolv.conf that points at 127.0.0.11, as Docker writes it.
+    let dir = common::TempDir::new();
+    let resolv = dir.0.join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 127.0.0.11\n").unwrap();
+    let script = format!(
+        "mount --bind {} /etc/resolv.conf && getent hosts www",
+        resolv.display()
+    );
+    let getent = client.exec(&["unshare", "-m", "sh", "-c", &script]);
+    assert!(
+        String::from_utf8_lossy(&getent.stdout).starts_with("10.239.0.5"),
+        "{}",
+        String::from_utf8_lossy(&getent.stdout)
+    );
+    daemon.cli_ok(&["disconnect", "front", "web"]);
+    assert_ne!(
+        dig(&client, "web"),
+        "10.239.0.5",
+        "a name outlived its container's connection"
+    );
+}

@@ -20,6 +20,7 @@ use tapnet_switch::{NetworkConfig, PortId, PortRole, SwitchConfig};
 use tapnet_wire::MacAddr;
 use tracing::{info, warn};
 
+use super::dns::{DnsService, EndpointNames};
 use super::proto::{
     Connect, MacInfo, NetnsSpec, NetworkCreate, PortStatsInfo, PublicationInfo, Publish, Request,
     Response, StatsInfo,
@@ -68,10 +69,18 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    let dns = match DnsService::spawn(crate::engine::host_resolvers().first().copied()) {
+        Ok(d) => d,
+        Err(e) => {
+            engine.shutdown();
+            return Err(e.context("start the DNS service"));
+        }
+    };
     let mut daemon = Daemon {
         registry: Registry::new(),
         datapath,
         engine,
+        dns,
     };
     info!(control = %options.control.display(), datapath = daemon.datapath.backend_name(), "tapnet daemon ready");
 
@@ -180,6 +189,7 @@ struct Daemon {
     registry: Registry,
     datapath: Datapath,
     engine: Engine,
+    dns: DnsService,
 }
 
 /// The virtual switch port of a network's gateway: counted down from the top, so it
@@ -328,8 +338,25 @@ impl Daemon {
             config.ipv6 = Some((address6, gateway6));
         }
         self.registry.skip_port(plan.port);
-        let attached =
-            port::attach(&target, plan.kind, &config, &host_ifname).map_err(|e| e.to_string())?;
+        // The container's first interface also brings it the embedded DNS at
+        // 127.0.0.11 (bound inside its namespace); a namespace where that address is
+        // taken is still connected, without it.
+        let mut dns_sockets = None;
+        let attached = if self.dns.has_client(&plan.container) {
+            port::attach(&target, plan.kind, &config, &host_ifname).map_err(|e| e.to_string())?
+        } else {
+            match port::attach_with_dns(&target, plan.kind, &config, &host_ifname) {
+                Ok((attached, sockets)) => {
+                    dns_sockets = Some(sockets);
+                    attached
+                }
+                Err(e) => {
+                    warn!(container = %plan.container, "no DNS at 127.0.0.11: {e}");
+                    port::attach(&target, plan.kind, &config, &host_ifname)
+                        .map_err(|e| e.to_string())?
+                }
+            }
+        };
         let AttachedPort {
             kind,
             fd,
@@ -376,7 +403,30 @@ impl Daemon {
                 warn!("DHCP lease for {}: {e:#}", plan.container);
             }
         }
+        let ip = plan.address.addr();
+        let endpoint_names = EndpointNames {
+            container: plan.container.clone(),
+            network: plan.network_id,
+            port,
+            names: std::iter::once(plan.container.clone())
+                .chain(plan.aliases.iter().cloned())
+                .collect(),
+            ip,
+            ip6: self
+                .registry
+                .network(&plan.network)
+                .ok()
+                .and_then(|n| n.ipv6_of(ip))
+                .map(|n| n.addr()),
+        };
         self.registry.commit_connect(plan, ifname, host_ifname);
+        if let Some(sockets) = dns_sockets {
+            self.dns.add_client(&container_name, sockets);
+        }
+        let scope = self.registry.scope_of(&container_name);
+        if let Err(e) = self.dns.set_endpoint(&endpoint_names, scope) {
+            warn!(container = %container_name, "DNS names: {e}");
+        }
         if !req.publish.is_empty() {
             let publish = Publish {
                 network: network_name.clone(),
@@ -520,6 +570,12 @@ impl Daemon {
         if let Err(err) = port::detach(attached) {
             warn!(container, network, "remove device: {err}");
         }
+        let scope = self.registry.scope_of(container);
+        self.dns
+            .remove_endpoint(container, scope.clone(), endpoint.port);
+        if scope.is_empty() {
+            self.dns.remove_client(container);
+        }
         info!(container, network, "disconnected");
         Ok(json!({"network": network, "container": container, "interface": endpoint.ifname}))
     }
@@ -585,7 +641,9 @@ impl Daemon {
             mut registry,
             datapath,
             engine,
+            dns,
         } = self;
+        dns.shutdown();
         let ports: Vec<_> = registry.endpoints().map(|e| e.port).collect();
         for port in ports {
             let Some(endpoint) = registry.commit_disconnect(port) else {

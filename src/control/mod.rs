@@ -3,6 +3,7 @@
 
 pub(crate) mod client;
 pub(crate) mod daemon;
+pub(crate) mod dns;
 pub(crate) mod proto;
 pub(crate) mod registry;
 

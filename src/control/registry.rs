@@ -553,6 +553,16 @@ impl Registry {
         &self.publications
     }
 
+    /// The networks a container is connected to (its name lookup scope), in the order
+    /// it joined them.
+    pub(crate) fn scope_of(&self, container: &str) -> Vec<NetworkId> {
+        self.endpoints
+            .values()
+            .filter(|e| e.container == container)
+            .filter_map(|e| self.networks.get(&e.network).map(|n| n.id))
+            .collect()
+    }
+
     /// Every endpoint.
     pub(crate) fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
         self.endpoints.values()
