@@ -199,6 +199,9 @@ enum NetworkCommand {
         /// The IPv6 prefix of the network, such as fd00:1::/64
         #[arg(long, requires = "ipv6")]
         subnet6: Option<String>,
+        /// The host address published ports listen on when they name none [default: 0.0.0.0]
+        #[arg(long, value_name = "IP")]
+        host_binding_ip: Option<Ipv4Addr>,
     },
     /// List networks
     #[command(alias = "list")]
@@ -307,6 +310,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dhcp,
             ipv6: _,
             subnet6,
+            host_binding_ip,
         }) => {
             let value = call(Request::NetworkCreate(NetworkCreate {
                 name,
@@ -317,6 +321,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 internal,
                 dhcp,
                 subnet6,
+                host_binding_ip,
             }))?;
             println!("{}", value["name"].as_str().unwrap_or_default());
             Ok(())

@@ -501,3 +501,60 @@ fn embedded_dns_at_127_0_0_11() {
         "a name outlived its container's connection"
     );
 }
+
+/// `--host-binding-ip`: publications that name no host address listen there only.
+#[test]
+fn host_binding_ip_is_the_default_publish_address() {
+    if !require_root("host_binding_ip_is_the_default_publish_address") {
+        return;
+    }
+    let host = Netns::new();
+    host.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    let peer = Netns::new();
+    common::link_namespaces(&host, "10.195.0.1", &peer, "10.195.0.2");
+    let daemon = Daemon::start_wrapped("auto", None, &["ip", "netns", "exec", &host.name]);
+    daemon.cli_ok(&[
+        "network",
+        "create",
+        "loop",
+        "--subnet",
+        "10.241.0.0/24",
+        "--host-binding-ip",
+        "127.0.0.1",
+    ]);
+    assert_eq!(
+        daemon.json(&["network", "inspect", "loop"])["options"]["host_binding_ip"],
+        "127.0.0.1"
+    );
+    let a = Netns::new();
+    daemon.cli_ok(&[
+        "connect",
+        "loop",
+        "--netns",
+        &a.path(),
+        "--name",
+        "a",
+        "-p",
+        "18700:80",
+    ]);
+    let _server = a.spawn(&["socat", "TCP-LISTEN:80,reuseaddr,fork", "SYSTEM:echo hi"]);
+    let listing = daemon.json(&["publish", "ls", "--json"]);
+    assert_eq!(listing[0]["publish"], "127.0.0.1:18700:80/tcp", "{listing}");
+    let answered = wait_for(Duration::from_secs(10), || {
+        let out = host.exec(&["sh", "-c", "echo q | socat -t 2 - TCP:127.0.0.1:18700"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "hi"
+    });
+    assert!(
+        answered,
+        "the published port does not answer on the binding address"
+    );
+    let other = peer.exec(&[
+        "sh",
+        "-c",
+        "echo q | socat -t 1 - TCP:10.195.0.1:18700,connect-timeout=1",
+    ]);
+    assert!(
+        !other.status.success(),
+        "a port bound to 127.0.0.1 answered on another address"
+    );
+}

@@ -300,3 +300,49 @@ fn stopping_the_daemon_removes_every_device() {
         "{host_links}"
     );
 }
+
+/// A container connected to two networks gets an interface on each and reaches both,
+/// while the networks themselves stay apart (Docker's isolation, `network connect`).
+#[test]
+fn container_on_two_networks_reaches_both() {
+    if !require_root("container_on_two_networks_reaches_both") {
+        return;
+    }
+    let daemon = Daemon::start("auto");
+    network(&daemon, "left", "10.209.1.0/24", &[]);
+    network(&daemon, "right", "10.209.2.0/24", &[]);
+    let (both, l, r) = (Netns::new(), Netns::new(), Netns::new());
+    daemon.cli_ok(&[
+        "connect",
+        "left",
+        "--netns",
+        &both.path(),
+        "--name",
+        "both",
+        "--ip",
+        "10.209.1.10",
+    ]);
+    daemon.cli_ok(&[
+        "connect",
+        "right",
+        "--netns",
+        &both.path(),
+        "--name",
+        "both",
+        "--ip",
+        "10.209.2.10",
+    ]);
+    connect(&daemon, "left", &l, "10.209.1.2", "tap");
+    connect(&daemon, "right", &r, "10.209.2.2", "veth");
+    assert!(both.has_link("eth0") && both.has_link("eth1"));
+    assert!(
+        both.ping("10.209.1.2") && both.ping("10.209.2.2"),
+        "the two-network container must reach both"
+    );
+    assert!(l.ping("10.209.1.10") && r.ping("10.209.2.10"));
+    // The left container cannot reach the right one (no route between networks).
+    assert!(
+        !l.ping("10.209.2.2"),
+        "a packet crossed from one network to another"
+    );
+}

@@ -192,6 +192,12 @@ struct Daemon {
     dns: DnsService,
 }
 
+/// Whether a `[HOSTIP:]HOST:CONTAINER[/PROTO]` publication names its host address.
+fn names_host_address(spec: &str) -> bool {
+    let ports = spec.split('/').next().unwrap_or(spec);
+    ports.starts_with('[') || ports.matches(':').count() >= 2
+}
+
 /// The virtual switch port of a network's gateway: counted down from the top, so it
 /// never meets the container ports the registry counts up from zero.
 fn gateway_port(net: tapnet_switch::NetworkId) -> PortId {
@@ -459,13 +465,23 @@ impl Daemon {
             .registry
             .endpoint_of(&req.network, &req.container)?
             .clone();
-        let specs = Self::parse_specs(&req.specs)?;
+        let mut specs = Self::parse_specs(&req.specs)?;
         if specs.is_empty() {
             return Err(
                 "nothing to publish (give -p [HOSTIP:]HOST:CONTAINER[/tcp|/udp])".to_owned(),
             );
         }
-        let net = self.registry.network(&req.network)?.id;
+        let network = self.registry.network(&req.network)?;
+        let net = network.id;
+        // A publication that names no host address listens on the network's binding
+        // address (Docker's com.docker.network.bridge.host_binding_ipv4).
+        if let Some(binding) = network.host_binding_ip {
+            for (spec, text) in specs.iter_mut().zip(&req.specs) {
+                if !names_host_address(text) {
+                    spec.host_addr = IpAddr::V4(binding);
+                }
+            }
+        }
         for spec in &specs {
             self.registry.plan_publish(endpoint.port, spec)?;
         }
@@ -668,5 +684,25 @@ impl Daemon {
             warn!("stop datapath: {err:#}");
         }
         engine.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_host_address;
+
+    #[test]
+    fn publications_that_name_a_host_address() {
+        for named in [
+            "127.0.0.1:8080:80",
+            "0.0.0.0:8080:80/udp",
+            "[::1]:8080:80",
+            "10.0.0.1:8000-8010:80-90/tcp",
+        ] {
+            assert!(names_host_address(named), "{named}");
+        }
+        for bare in ["8080:80", "8080:80/udp", "8000-8010:80-90"] {
+            assert!(!names_host_address(bare), "{bare}");
+        }
     }
 }

@@ -64,6 +64,9 @@ pub(crate) struct NetworkCreate {
     /// An IPv6 prefix (`--ipv6 --subnet6`), as typed.
     #[serde(default)]
     pub(crate) subnet6: Option<String>,
+    /// The host address of publications that name none (Docker's host_binding_ipv4).
+    #[serde(default)]
+    pub(crate) host_binding_ip: Option<Ipv4Addr>,
 }
 
 /// Where the container's network namespace is.
@@ -125,6 +128,8 @@ pub(crate) struct NetworkOptions {
     /// A DHCP server on the network.
     #[serde(default)]
     pub(crate) dhcp: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) host_binding_ip: Option<Ipv4Addr>,
 }
 
 /// One attachment of a container to a network.

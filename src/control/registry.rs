@@ -35,6 +35,8 @@ pub(crate) struct Network {
     pub(crate) dhcp_pool: Option<(Ipv4Addr, Ipv4Addr)>,
     /// The IPv6 prefix, when `--ipv6`; its first address is the gateway.
     pub(crate) subnet6: Option<Ipv6Net>,
+    /// Where publications that name no host address listen (default 0.0.0.0).
+    pub(crate) host_binding_ip: Option<Ipv4Addr>,
 }
 
 impl Network {
@@ -254,6 +256,7 @@ impl Registry {
                 internal: req.internal,
                 dhcp_pool: req.dhcp.then(|| dhcp_pool(subnet)),
                 subnet6,
+                host_binding_ip: req.host_binding_ip,
             },
         })
     }
@@ -591,6 +594,7 @@ impl Registry {
                 icc: network.icc,
                 internal: network.internal,
                 dhcp: network.dhcp_pool.is_some(),
+                host_binding_ip: network.host_binding_ip,
             },
             containers: self
                 .endpoints
@@ -643,6 +647,7 @@ mod tests {
             internal: false,
             dhcp: false,
             subnet6: None,
+            host_binding_ip: None,
         }
     }
 
