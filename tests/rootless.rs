@@ -397,7 +397,7 @@ fn dhcp_leases_an_address_to_a_real_client() {
         return;
     }
     let container = Netns::new();
-    let slirp = ChildGuard(
+    let slirp = ChildGuard::spawn(
         Command::new(tapnet_bin())
             .args([
                 "slirp4netns",
@@ -406,9 +406,7 @@ fn dhcp_leases_an_address_to_a_real_client() {
                 "tap0",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tapnet slirp4netns"),
+            .stderr(Stdio::null()),
     );
     assert!(
         wait_for(Duration::from_secs(10), || container.has_link("tap0")),

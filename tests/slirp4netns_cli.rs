@@ -208,7 +208,7 @@ impl Slirp {
         .stdin(Stdio::null())
         .stdout(logfile.try_clone().unwrap())
         .stderr(logfile);
-        let child = ChildGuard(cmd.spawn().expect("start tapnet slirp4netns"));
+        let child = ChildGuard::spawn(&mut cmd);
         drop(ready_w);
         drop(exit_r);
         Self {

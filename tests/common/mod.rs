@@ -98,14 +98,13 @@ impl Netns {
 
     /// Spawns a background command inside the namespace, killed on drop of the guard.
     pub fn spawn(&self, args: &[&str]) -> ChildGuard {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn in netns");
-        ChildGuard(child)
+        ChildGuard::spawn(
+            Command::new("ip")
+                .args(["netns", "exec", &self.name])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
     }
 
     /// Whether an interface of that name exists in the namespace.
@@ -144,8 +143,33 @@ impl ChildGuard {
     }
 }
 
+impl ChildGuard {
+    /// Spawns `command` as the leader of a new process group, so that the guard ends
+    /// everything it starts (socat's forked children, the command inside `tapnet run`).
+    pub fn spawn(command: &mut Command) -> Self {
+        use std::os::unix::process::CommandExt;
+        Self(
+            command
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {command:?}: {e}")),
+        )
+    }
+}
+
+/// Ends process group `leader` (the leader's own PID names it).
+fn kill_group(leader: u32) {
+    if let Some(pid) = i32::try_from(leader)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        kill_group(self.0.id());
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -205,7 +229,10 @@ impl Daemon {
         let dir = TempDir::new();
         let control = dir.0.join("control.sock");
         let log = dir.0.join("daemon.log");
-        let mut argv: Vec<String> = wrapper.iter().map(|a| a.to_string()).collect();
+        // If this test process dies without running the guard, the kernel ends the
+        // daemon too (parent-death signal), so no daemon outlives its test.
+        let mut argv: Vec<String> = vec!["setpriv".into(), "--pdeathsig".into(), "KILL".into()];
+        argv.extend(wrapper.iter().map(|a| a.to_string()));
         if let Some(uid) = uid {
             must("chown", &[&uid.to_string(), dir.0.to_str().unwrap()]);
             argv.extend([
@@ -230,7 +257,13 @@ impl Daemon {
             .env("RUST_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("create daemon log"));
-        let child = command.spawn().expect("start tapnet daemon");
+        let child = {
+            use std::os::unix::process::CommandExt;
+            command
+                .process_group(0)
+                .spawn()
+                .expect("start tapnet daemon")
+        };
         let daemon = Self {
             child: Some(child),
             control,
@@ -305,15 +338,19 @@ impl Daemon {
         let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut clean = false;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
-                return status.success();
+                clean = status.success();
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Whatever is left of its process group (a wrapper, a helper) goes too.
+        kill_group(child.id());
         let _ = child.kill();
         let _ = child.wait();
-        false
+        clean
     }
 }
 
@@ -387,25 +424,24 @@ pub const NOBODY: u32 = 65534;
 /// A process of user `nobody` in its own user and network namespace, like a rootless
 /// container (`unshare -Urn`); killed on drop.
 pub fn rootless_container() -> ChildGuard {
-    let child = Command::new("setpriv")
-        .args([
-            &format!("--reuid={NOBODY}"),
-            &format!("--regid={NOBODY}"),
-            "--clear-groups",
-        ])
-        .args([
-            "unshare",
-            "--user",
-            "--map-root-user",
-            "--net",
-            "sleep",
-            "300",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start a rootless container");
-    let guard = ChildGuard(child);
+    let guard = ChildGuard::spawn(
+        Command::new("setpriv")
+            .args([
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+            ])
+            .args([
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--net",
+                "sleep",
+                "300",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let own = std::fs::read_link("/proc/self/ns/net").unwrap();
     let ns = format!("/proc/{}/ns/net", guard.pid());
     assert!(
