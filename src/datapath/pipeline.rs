@@ -142,8 +142,9 @@ pub(crate) struct Pipeline<H> {
     ports: PortMap<H>,
     /// Created with the first network that has a gateway.
     router: Option<Router>,
-    /// Virtual gateway ports and their networks.
-    gateways: HashMap<PortId, NetworkId, BuildHasherDefault<PortIdHasher>>,
+    /// The virtual gateway port of each routed network (the switch knows the way
+    /// back: a port's network and role).
+    gateways: HashMap<NetworkId, PortId>,
     /// The way out: host-socket egress (rootless), if any.
     uplink: Option<PacketLink>,
     /// Work buffer for frames the router reads and rewrites (received frames may be
@@ -200,7 +201,8 @@ impl<H> Pipeline<H> {
             Verdict::Forward(port) => {
                 if self.ports.contains_key(&port) {
                     egress.ports.push(port);
-                } else if self.gateways.contains_key(&port) {
+                } else {
+                    // A port without an fd is a network's virtual gateway port.
                     gateway = Some(port);
                 }
             }
@@ -208,7 +210,7 @@ impl<H> Pipeline<H> {
                 for &port in ports {
                     if self.ports.contains_key(&port) {
                         egress.ports.push(port);
-                    } else if self.gateways.contains_key(&port) {
+                    } else {
                         gateway = Some(port);
                     }
                 }
@@ -224,7 +226,10 @@ impl<H> Pipeline<H> {
 
     /// Hands a frame that reached gateway `port` to the router and acts on its verdict.
     fn route<W: DirectWrite<H>>(&mut self, now: Instant, port: PortId, frame: &[u8], writer: &W) {
-        let (Some(router), Some(&net)) = (self.router.as_mut(), self.gateways.get(&port)) else {
+        let Some((net, PortRole::Gateway)) = self.switch.port_attachment(port) else {
+            return;
+        };
+        let Some(router) = self.router.as_mut() else {
             return;
         };
         let Some(scratch) = self.scratch.get_mut(..frame.len()) else {
@@ -326,10 +331,7 @@ impl<H> Pipeline<H> {
 
     /// The gateway port of a network.
     fn gateway_of(&self, net: NetworkId) -> Option<PortId> {
-        self.gateways
-            .iter()
-            .find(|(_, n)| **n == net)
-            .map(|(p, _)| *p)
+        self.gateways.get(&net).copied()
     }
 
     /// Counts a write to `port` that failed or could not be queued. `errno` (0 when
@@ -491,7 +493,7 @@ impl<H> Pipeline<H> {
             let _ = self.switch.remove_network(net);
             return Err(e);
         }
-        self.gateways.insert(port, net);
+        self.gateways.insert(net, port);
         Ok(())
     }
 
@@ -503,7 +505,7 @@ impl<H> Pipeline<H> {
                 let _ = self.switch.add_port(port, net, PortRole::Gateway);
                 return Err(e.into());
             }
-            self.gateways.remove(&port);
+            self.gateways.remove(&net);
             if let Some(router) = self.router.as_mut() {
                 let _ = router.remove_network(net);
             }
