@@ -10,6 +10,9 @@
 //!   masquerading network's subnet towards the uplink.
 //! - **DNAT** for published ports: a new flow arriving on the uplink for a published
 //!   address and port goes to the container; the client's address is kept.
+//! - **Routed** networks (`masquerade: false`, Docker's
+//!   `enable_ip_masquerade=false`): new flows leave untranslated but are tracked, so
+//!   that their replies come back and unsolicited traffic does not.
 //! - **Hairpin**: a container reaching a published port through a local address (the
 //!   uplink address or a gateway) is DNATed to the target and masqueraded to the
 //!   target network's gateway, so that the reply comes back through the NAT (Docker's
@@ -154,6 +157,8 @@ pub struct NatCounters {
     pub published_flows: u64,
     /// Hairpin flows (a container through a published local address).
     pub hairpin_flows: u64,
+    /// Flows of non-masquerading networks, routed untranslated but tracked.
+    pub routed_flows: u64,
     /// New flows whose source port or identifier had to change (the original taken).
     pub ports_remapped: u64,
     /// ICMP errors translated with the packet they embed.
@@ -189,6 +194,7 @@ enum NewFlow {
     Masquerade,
     Publish,
     Hairpin,
+    Routed,
 }
 
 impl Nat {
@@ -422,30 +428,43 @@ impl Nat {
                 )
             }
             (false, None) => {
-                let masquerade = self
+                let Some(network) = self
                     .rules
                     .network(key.zone)
-                    .is_some_and(|n| n.masquerade && n.contains(p.src));
-                if !masquerade || local {
+                    .filter(|n| n.contains(p.src) && !local)
+                else {
                     return NatVerdict::Untouched;
+                };
+                if network.masquerade {
+                    (
+                        NewFlow::Masquerade,
+                        FlowKey {
+                            zone: self.config.uplink_zone,
+                            proto: key.proto,
+                            src: key.dst,
+                            src_port: key.dst_port,
+                            dst: self.config.uplink_addr.into(),
+                            dst_port: key.src_port,
+                        },
+                    )
+                } else {
+                    // Routed without translation (Docker's enable_ip_masquerade=false),
+                    // but still tracked, so that replies are let in and nothing else is
+                    // (Docker's FORWARD chain: ESTABLISHED,RELATED only).
+                    (
+                        NewFlow::Routed,
+                        FlowKey {
+                            zone: self.config.uplink_zone,
+                            ..key.reversed()
+                        },
+                    )
                 }
-                (
-                    NewFlow::Masquerade,
-                    FlowKey {
-                        zone: self.config.uplink_zone,
-                        proto: key.proto,
-                        src: key.dst,
-                        src_port: key.dst_port,
-                        dst: self.config.uplink_addr.into(),
-                        dst_port: key.src_port,
-                    },
-                )
             }
         };
         if !may_start {
             return NatVerdict::Drop(DropReason::NotNew);
         }
-        if kind != NewFlow::Publish {
+        if matches!(kind, NewFlow::Masquerade | NewFlow::Hairpin) {
             match self.allocate(&key, reply) {
                 Some(port) => {
                     if port != key.src_port {
@@ -467,6 +486,7 @@ impl Nat {
             NewFlow::Masquerade => self.counters.masqueraded_flows += 1,
             NewFlow::Publish => self.counters.published_flows += 1,
             NewFlow::Hairpin => self.counters.hairpin_flows += 1,
+            NewFlow::Routed => self.counters.routed_flows += 1,
         }
         packet::rewrite(packet, p, &reply.reversed());
         self.egress(reply.zone)

@@ -568,7 +568,7 @@ fn unrelated_inbound_dropped_and_counted() {
 }
 
 #[test]
-fn ipv6_and_unmasqueraded_networks_are_untouched() {
+fn ipv6_and_spoofed_sources_are_untouched() {
     let mut nat = nat();
     nat.add_network(Network {
         zone: Zone(3),
@@ -578,7 +578,7 @@ fn ipv6_and_unmasqueraded_networks_are_untouched() {
         masquerade: false,
     })
     .unwrap();
-    let mut p = udp(Ipv4Addr::new(10, 0, 3, 2), 1, REMOTE, 2, b"x");
+    let mut p = udp(Ipv4Addr::new(10, 0, 4, 2), 1, REMOTE, 2, b"x");
     assert_eq!(
         nat.handle_outbound(now(), Zone(3), &mut p),
         NatVerdict::Untouched
@@ -849,4 +849,44 @@ fn address_helpers() {
     let all = Network { prefix_len: 0, ..n };
     assert!(all.contains(REMOTE));
     assert_eq!(IpAddr::from(UPLINK), IpAddr::V4(UPLINK));
+}
+
+#[test]
+fn non_masquerading_network_is_routed_untranslated_and_only_replies_come_back() {
+    let mut nat = nat();
+    nat.add_network(Network {
+        zone: ZB,
+        subnet: [10, 0, 2, 0].into(),
+        prefix_len: 24,
+        gateway: GW_B,
+        masquerade: false,
+    })
+    .unwrap();
+    let mut out = syn(B1, 4000, REMOTE, 80);
+    let before = out.clone();
+    assert_eq!(
+        nat.handle_outbound(now(), ZB, &mut out),
+        NatVerdict::ToUplink
+    );
+    assert_eq!(out, before, "routed, not translated");
+    let mut reply = tcp(REMOTE, 80, B1, 4000, true, true);
+    let before = reply.clone();
+    assert_eq!(
+        nat.handle_inbound(now(), &mut reply),
+        NatVerdict::ToZone(ZB)
+    );
+    assert_eq!(reply, before);
+    // Unsolicited traffic to the container's own address stays out.
+    let mut probe = syn(REMOTE, 5555, B1, 22);
+    assert_eq!(
+        nat.handle_inbound(now(), &mut probe),
+        NatVerdict::Drop(DropReason::NoMapping)
+    );
+    // A spoofed source (not in the subnet) is not routed either.
+    let mut spoofed = syn(A1, 4000, REMOTE, 80);
+    assert_eq!(
+        nat.handle_outbound(now(), ZB, &mut spoofed),
+        NatVerdict::Untouched
+    );
+    assert_eq!(nat.counters().routed_flows, 1);
 }

@@ -380,24 +380,32 @@ fn echo_reply(
     src_mac: crate::MacAddr,
 ) -> RouterVerdict {
     let end = 14 + h.total;
-    {
-        let ip = &mut frame[14..end];
-        ip[12..16].copy_from_slice(&h.dst.octets());
-        ip[16..20].copy_from_slice(&h.src.octets());
-        ip[8] = DEFAULT_TTL;
-        ip[10..12].copy_from_slice(&[0, 0]);
-        let ck = checksum::checksum(&ip[..h.ihl]);
-        ip[10..12].copy_from_slice(&ck.to_be_bytes());
-        let icmp = &mut ip[h.ihl..];
-        let old = u16::from_be_bytes([icmp[0], icmp[1]]);
-        icmp[0] = 0;
-        let new = u16::from_be_bytes([icmp[0], icmp[1]]);
-        let ck = checksum::update_word(u16::from_be_bytes([icmp[2], icmp[3]]), old, new);
-        icmp[2..4].copy_from_slice(&ck.to_be_bytes());
-    }
+    rewrite_echo_reply(&mut frame[14..end], h.ihl);
     write_ethernet(frame, src_mac, net.cfg.gateway_mac, EtherType::IPV4);
     bump!(cx.out.counters.echo_replies);
     RouterVerdict::Reply { len: end }
+}
+
+/// Turns the echo request `ip` (header length `ihl`, checksums valid) into its echo
+/// reply in place: addresses swapped, a fresh TTL, type 0, checksums updated (the ICMP
+/// one incrementally, RFC 1624).
+pub(super) fn rewrite_echo_reply(ip: &mut [u8], ihl: usize) {
+    let (src, dst) = (
+        <[u8; 4]>::try_from(&ip[12..16]).unwrap_or_default(),
+        <[u8; 4]>::try_from(&ip[16..20]).unwrap_or_default(),
+    );
+    ip[12..16].copy_from_slice(&dst);
+    ip[16..20].copy_from_slice(&src);
+    ip[8] = DEFAULT_TTL;
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let ck = checksum::checksum(&ip[..ihl]);
+    ip[10..12].copy_from_slice(&ck.to_be_bytes());
+    let icmp = &mut ip[ihl..];
+    let old = u16::from_be_bytes([icmp[0], icmp[1]]);
+    icmp[0] = 0;
+    let new = u16::from_be_bytes([icmp[0], icmp[1]]);
+    let ck = checksum::update_word(u16::from_be_bytes([icmp[2], icmp[3]]), old, new);
+    icmp[2..4].copy_from_slice(&ck.to_be_bytes());
 }
 
 /// Sequence number, acknowledgment number and flags of the RST answering a segment

@@ -48,6 +48,9 @@ pub mod fuzzing;
 mod ipv4;
 mod ipv6;
 mod neighbour;
+mod outside;
+#[cfg(test)]
+mod outside_tests;
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +66,7 @@ use tapnet_wire::{EtherType, Instant, MacAddr};
 
 pub use counters::{RouterCounters, RouterDropCounters};
 use neighbour::NeighbourCache;
+pub use outside::{OutsideConfig, OutsideCounters, OutsideDrop, OutsidePort, OutsideRx, OutsideTx};
 
 /// Router-wide settings.
 #[derive(Clone, Debug)]
