@@ -147,6 +147,20 @@ struct DaemonArgs {
     /// tcp_last_ack, tcp_time_wait, tcp_close, udp, udp_stream, icmp (repeatable)
     #[arg(long = "conntrack-timeout", value_name = "NAME=SECS", value_parser = parse_timeout)]
     conntrack_timeouts: Vec<(String, u64)>,
+    /// A host interface whose segment becomes the networks' way out (packet uplink):
+    /// tapnet reads and writes it with AF_PACKET under an address and MAC of its own,
+    /// masquerades the networks' traffic to that address and publishes ports on it.
+    /// Without it, networks leave through host sockets (the rootless default)
+    #[arg(long, value_name = "IFNAME", requires = "uplink_ip")]
+    uplink: Option<String>,
+    /// tapnet's own address and prefix on the uplink's network, such as
+    /// 192.0.2.2/24 (not an address of the host: the host's kernel would answer for it)
+    #[arg(long, value_name = "CIDR", requires = "uplink")]
+    uplink_ip: Option<ipnet::Ipv4Net>,
+    /// The next hop for destinations outside the uplink's subnet (without it, only
+    /// on-link destinations are reachable)
+    #[arg(long, value_name = "IP", requires = "uplink")]
+    uplink_gw: Option<Ipv4Addr>,
 }
 
 /// `NAME=SECS` for `--conntrack-timeout`.
@@ -188,6 +202,11 @@ enum NetworkCommand {
         /// containers still reach each other (Docker's --internal)
         #[arg(long)]
         internal: bool,
+        /// Route the network's traffic through the packet uplink without translation
+        /// (Docker's enable_ip_masquerade=false); replies still come back, unsolicited
+        /// traffic does not. Needs a daemon with --uplink
+        #[arg(long)]
+        no_masquerade: bool,
         /// Run a DHCP server: connected containers get their address, other clients
         /// one from the upper half of the subnet (which the allocator leaves free)
         #[arg(long)]
@@ -297,6 +316,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     config
                 },
+                uplink: args.uplink.zip(args.uplink_ip).map(|(ifname, addr)| {
+                    control::daemon::UplinkOptions {
+                        ifname,
+                        addr,
+                        gateway: args.uplink_gw,
+                    }
+                }),
             };
             control::daemon::run(&options)
         }
@@ -307,6 +333,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mtu,
             no_icc,
             internal,
+            no_masquerade,
             dhcp,
             ipv6: _,
             subnet6,
@@ -319,6 +346,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mtu,
                 icc: !no_icc,
                 internal,
+                masquerade: !no_masquerade,
                 dhcp,
                 subnet6,
                 host_binding_ip,

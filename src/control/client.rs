@@ -210,6 +210,27 @@ pub(crate) fn print_stats(value: Value, json: bool) -> anyhow::Result<()> {
         e.tcp_refused,
         e.tcp_unreachable
     );
+    if let Some(u) = &stats.uplink {
+        let drops: Vec<String> = u.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+        println!(
+            "uplink {} ({}): {} frames in, {} out; {} flows tracked ({} masqueraded, {} published, \
+             {} hairpin, {} routed so far); drops: {}",
+            u.interface,
+            u.address,
+            u.rx_frames,
+            u.tx_frames,
+            u.flows,
+            u.masqueraded_flows,
+            u.published_flows,
+            u.hairpin_flows,
+            u.routed_flows,
+            if drops.is_empty() {
+                "-".to_owned()
+            } else {
+                drops.join(",")
+            }
+        );
+    }
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 //! reached through [`Datapath`] calls.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,9 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use ipnet::Ipv4Net;
 use serde_json::{Value, json};
 use tapnet_conntrack::ConntrackConfig;
-use tapnet_switch::router::{DhcpConfig, RouterNetwork, RouterV4, RouterV6};
+use tapnet_nat::{NatConfig, PortRange, Proto, PublishRule};
+use tapnet_switch::router::{DhcpConfig, OutsideConfig, RouterNetwork, RouterV4, RouterV6};
 use tapnet_switch::{NetworkConfig, PortId, PortRole, SwitchConfig};
 use tapnet_wire::MacAddr;
 use tracing::{info, warn};
@@ -23,11 +25,11 @@ use tracing::{info, warn};
 use super::dns::{DnsService, EndpointNames};
 use super::proto::{
     Connect, MacInfo, NetnsSpec, NetworkCreate, PortStatsInfo, PublicationInfo, Publish, Request,
-    Response, StatsInfo,
+    Response, StatsInfo, UplinkStatsInfo,
 };
-use super::registry::{Publication, Registry};
-use crate::datapath::{BackendChoice, Datapath, Gateway, PortIo};
-use crate::engine::{Engine, EngineConfig, EngineNetwork, Forward};
+use super::registry::{Endpoint, Publication, Registry};
+use crate::datapath::{BackendChoice, Datapath, Gateway, PacketUplinkConfig, PortIo, zone_of};
+use crate::engine::{Engine, EngineConfig, EngineNetwork, Forward, ForwardProto};
 use crate::port::{self, AttachedPort, InterfaceConfig, NetnsTarget, PortKind};
 use crate::rootless::run::PortSpec;
 
@@ -43,6 +45,80 @@ pub(crate) struct DaemonOptions {
     pub(crate) backend: BackendChoice,
     pub(crate) switch: SwitchConfig,
     pub(crate) conntrack: ConntrackConfig,
+    pub(crate) uplink: Option<UplinkOptions>,
+}
+
+/// `--uplink IFNAME --uplink-ip CIDR [--uplink-gw IP]`.
+#[derive(Debug, Clone)]
+pub(crate) struct UplinkOptions {
+    pub(crate) ifname: String,
+    pub(crate) addr: Ipv4Net,
+    pub(crate) gateway: Option<Ipv4Addr>,
+}
+
+/// The packet uplink's port id: far from the container ports (counted up from 0) and
+/// the gateway ports (counted down from the top).
+const UPLINK_PORT: PortId = PortId(0x8000_0000);
+
+/// Opens the uplink interface for the datapath: an AF_PACKET socket with the interface
+/// in promiscuous mode (tapnet's MAC is its own, so that the host's kernel, which
+/// drops frames for other MACs, never forwards or answers what is tapnet's).
+fn open_packet_uplink(
+    options: &UplinkOptions,
+    conntrack: &ConntrackConfig,
+) -> anyhow::Result<(PacketUplinkConfig, PortIo)> {
+    use crate::sys::{netlink, packet};
+    let name = &options.ifname;
+    let addr = options.addr.addr();
+    if addr == options.addr.network() && options.addr.prefix_len() < 31
+        || addr == options.addr.broadcast() && options.addr.prefix_len() < 31
+    {
+        anyhow::bail!(
+            "--uplink-ip {}: not a host address of its subnet",
+            options.addr
+        );
+    }
+    if let Some(gw) = options.gateway
+        && (!options.addr.contains(&gw) || gw == addr)
+    {
+        anyhow::bail!(
+            "--uplink-gw {gw} is not another address of {}",
+            options.addr.trunc()
+        );
+    }
+    let mut rt = netlink::RouteSocket::open().context("open a netlink socket")?;
+    let index = rt
+        .existing_link_index(name)
+        .with_context(|| format!("uplink interface {name}"))?;
+    let up = netlink::LinkChange {
+        up: Some(true),
+        ..Default::default()
+    };
+    rt.set_link(index, &up)
+        .with_context(|| format!("bring uplink {name} up"))?;
+    let mtu = packet::interface_mtu(name).with_context(|| format!("MTU of {name}"))?;
+    let fd = packet::open_bound(index)
+        .with_context(|| format!("open an AF_PACKET socket on {name} (needs CAP_NET_RAW)"))?;
+    packet::set_promiscuous(&fd, index)
+        .with_context(|| format!("put {name} in promiscuous mode"))?;
+    let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 1u8);
+    let config = PacketUplinkConfig {
+        port: UPLINK_PORT,
+        outside: OutsideConfig::new(
+            MacAddr::from_ipv4_docker(addr.octets()),
+            addr,
+            options.addr.prefix_len(),
+            options.gateway,
+        ),
+        nat: NatConfig {
+            uplink_addr: addr,
+            conntrack: conntrack.clone(),
+            hash_seed: seed,
+            ..NatConfig::default()
+        },
+        mtu,
+    };
+    Ok((config, PortIo::Packet(fd)))
 }
 
 /// Runs the daemon until SIGINT or SIGTERM, then removes every device it created.
@@ -69,6 +145,16 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    if let Some(uplink) = &options.uplink {
+        let opened = open_packet_uplink(uplink, &options.conntrack)
+            .and_then(|(config, io)| datapath.set_packet_uplink(config, io));
+        if let Err(e) = opened {
+            let _ = datapath.shutdown();
+            engine.shutdown();
+            return Err(e.context(format!("packet uplink {}", uplink.ifname)));
+        }
+        info!(interface = %uplink.ifname, address = %uplink.addr, gateway = ?uplink.gateway, "packet uplink ready");
+    }
     let dns = match DnsService::spawn(crate::engine::host_resolvers().first().copied()) {
         Ok(d) => d,
         Err(e) => {
@@ -77,6 +163,7 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
         }
     };
     let mut daemon = Daemon {
+        uplink: options.uplink.clone(),
         registry: Registry::new(),
         datapath,
         engine,
@@ -186,6 +273,8 @@ fn handle_client(stream: UnixStream, daemon: &mut Daemon) -> anyhow::Result<()> 
 }
 
 struct Daemon {
+    /// The packet uplink, if any.
+    uplink: Option<UplinkOptions>,
     registry: Registry,
     datapath: Datapath,
     engine: Engine,
@@ -229,7 +318,8 @@ impl Daemon {
             Request::Unpublish(req) => self.unpublish(&req),
             Request::PublishList => Ok(json!(self.publication_infos())),
             Request::Conntrack => {
-                let entries = self.engine.conntrack();
+                let mut entries = self.engine.conntrack();
+                entries.extend(self.datapath.nat_flows().map_err(|e| format!("{e:#}"))?);
                 let lines: Vec<String> = entries.iter().map(|e| e.to_conntrack_line()).collect();
                 Ok(json!({"entries": entries, "lines": lines}))
             }
@@ -239,11 +329,19 @@ impl Daemon {
     fn network_create(&mut self, req: &NetworkCreate) -> Result<Value, String> {
         let plan = self.registry.plan_network_create(req)?;
         let network = &plan.network;
+        if !network.masquerade && self.uplink.is_none() {
+            return Err(
+                "--no-masquerade needs a daemon with a packet uplink (--uplink): \
+                 host-socket egress always leaves with the host's own address"
+                    .to_owned(),
+            );
+        }
         let config = NetworkConfig {
             icc: network.icc,
             ..NetworkConfig::with_mtu(network.mtu as usize)
         };
         let gateway = Gateway {
+            masquerade: network.masquerade,
             port: gateway_port(network.id),
             network: RouterNetwork {
                 gateway_mac: MacAddr::from_ipv4_docker(network.gateway.octets()),
@@ -487,29 +585,15 @@ impl Daemon {
         }
         let mut done = Vec::new();
         for spec in &specs {
-            let forward = Forward {
-                proto: spec.proto,
-                net,
-                host_addr: spec.host_addr,
-                host_port: spec.host_port,
-                guest_addr: IpAddr::V4(endpoint.ip),
-                guest_port: spec.container_port,
-                count: spec.count,
-            };
-            match self.engine.add_forward(forward) {
-                Ok(id) => {
-                    let publication = Publication {
-                        forward: id,
-                        port: endpoint.port,
-                        spec: spec.clone(),
-                    };
+            match self.publish_one(net, &endpoint, spec) {
+                Ok(publication) => {
                     self.registry.commit_publish(publication);
                     done.push(spec.clone());
                 }
                 Err(e) => {
                     // All or nothing: withdraw what this command published.
                     for p in self.registry.take_publications(endpoint.port, &done) {
-                        let _ = self.engine.remove_forward(p.forward);
+                        self.withdraw(&p);
                     }
                     return Err(format!("publish {spec}: {e}"));
                 }
@@ -522,6 +606,93 @@ impl Daemon {
                 .filter(|p| p.network == req.network && p.container == req.container)
                 .collect::<Vec<_>>()
         ))
+    }
+
+    /// Publishes one port range: host-socket forward (unless it is bound to the packet
+    /// uplink's own address, which is not the host's) and DNAT on the packet uplink.
+    fn publish_one(
+        &mut self,
+        net: tapnet_switch::NetworkId,
+        endpoint: &Endpoint,
+        spec: &PortSpec,
+    ) -> Result<Publication, String> {
+        let nat = self.nat_rule(net, endpoint.ip, spec);
+        let uplink_addr = self.uplink.as_ref().map(|u| IpAddr::V4(u.addr.addr()));
+        let forward = if uplink_addr == Some(spec.host_addr) {
+            None
+        } else {
+            let forward = Forward {
+                proto: spec.proto,
+                net,
+                host_addr: spec.host_addr,
+                host_port: spec.host_port,
+                guest_addr: IpAddr::V4(endpoint.ip),
+                guest_port: spec.container_port,
+                count: spec.count,
+            };
+            Some(
+                self.engine
+                    .add_forward(forward)
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        if let Some(rule) = nat
+            && let Err(e) = self.datapath.publish(rule)
+        {
+            if let Some(id) = forward {
+                let _ = self.engine.remove_forward(id);
+            }
+            return Err(format!("{e:#}"));
+        }
+        Ok(Publication {
+            forward,
+            nat,
+            port: endpoint.port,
+            spec: spec.clone(),
+        })
+    }
+
+    /// The DNAT rule of a publication on the packet uplink: for IPv4 host addresses
+    /// that can be ours (any address, the uplink's, a gateway's), not loopback ones.
+    fn nat_rule(
+        &self,
+        net: tapnet_switch::NetworkId,
+        target: Ipv4Addr,
+        spec: &PortSpec,
+    ) -> Option<PublishRule> {
+        self.uplink.as_ref()?;
+        let IpAddr::V4(external_addr) = spec.host_addr else {
+            return None;
+        };
+        if external_addr.is_loopback() {
+            return None;
+        }
+        let last = spec.host_port.checked_add(spec.count.checked_sub(1)?)?;
+        Some(PublishRule {
+            proto: match spec.proto {
+                ForwardProto::Tcp => Proto::Tcp,
+                ForwardProto::Udp => Proto::Udp,
+            },
+            external_addr,
+            external_ports: PortRange::new(spec.host_port, last),
+            zone: zone_of(net)?,
+            internal_addr: target,
+            internal_port: spec.container_port,
+        })
+    }
+
+    /// Undoes a publication (best effort: both halves are removed whatever happens).
+    fn withdraw(&self, p: &Publication) {
+        if let Some(id) = p.forward
+            && let Err(e) = self.engine.remove_forward(id)
+        {
+            warn!("unpublish {}: {e}", p.spec);
+        }
+        if let Some(rule) = p.nat
+            && let Err(e) = self.datapath.unpublish(rule)
+        {
+            warn!("unpublish {}: {e:#}", p.spec);
+        }
     }
 
     fn unpublish(&mut self, req: &Publish) -> Result<Value, String> {
@@ -538,9 +709,7 @@ impl Daemon {
             ));
         }
         for p in &taken {
-            if let Err(e) = self.engine.remove_forward(p.forward) {
-                warn!("unpublish {}: {e}", p.spec);
-            }
+            self.withdraw(p);
         }
         Ok(json!(
             taken.iter().map(|p| p.spec.to_string()).collect::<Vec<_>>()
@@ -570,7 +739,7 @@ impl Daemon {
             let _ = self.datapath.static_lease(net.id, endpoint.mac, None);
         }
         for p in self.registry.take_publications(endpoint.port, &[]) {
-            let _ = self.engine.remove_forward(p.forward);
+            self.withdraw(&p);
         }
         let fd = self
             .datapath
@@ -623,7 +792,7 @@ impl Daemon {
         let ports = stats
             .iter()
             .filter_map(|s| {
-                let port = s.port?;
+                let port = s.port.filter(|&p| p != UPLINK_PORT)?;
                 let (endpoint, network) = self.endpoint_label(port);
                 Some(PortStatsInfo {
                     port: port.0,
@@ -644,16 +813,24 @@ impl Daemon {
                 })
             })
             .collect();
+        let uplink = self
+            .datapath
+            .uplink_stats()
+            .map_err(|e| format!("{e:#}"))?
+            .zip(self.uplink.as_ref())
+            .map(|(s, options)| UplinkStatsInfo::new(&options.ifname, options.addr, &s));
         Ok(json!(StatsInfo {
             datapath: self.datapath.backend_name().to_owned(),
             ports,
             egress: self.engine.stats(),
+            uplink,
         }))
     }
 
     /// Removes every port (and so every device the daemon created), then stops the datapath.
     fn shutdown(self) {
         let Self {
+            uplink: _,
             mut registry,
             datapath,
             engine,

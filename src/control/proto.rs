@@ -58,6 +58,9 @@ pub(crate) struct NetworkCreate {
     /// Docker's `--internal`: nothing leaves the network, nothing outside reaches it.
     #[serde(default)]
     pub(crate) internal: bool,
+    /// Masquerade on the packet uplink (Docker's enable_ip_masquerade, default on).
+    #[serde(default = "yes")]
+    pub(crate) masquerade: bool,
     /// A DHCP server on the network.
     #[serde(default)]
     pub(crate) dhcp: bool,
@@ -125,6 +128,9 @@ pub(crate) struct NetworkOptions {
     /// Docker's `--internal`: nothing leaves the network, nothing outside reaches it.
     #[serde(default)]
     pub(crate) internal: bool,
+    /// Masquerade on the packet uplink (Docker's enable_ip_masquerade).
+    #[serde(default = "yes")]
+    pub(crate) masquerade: bool,
     /// A DHCP server on the network.
     #[serde(default)]
     pub(crate) dhcp: bool,
@@ -184,4 +190,79 @@ pub(crate) struct StatsInfo {
     pub(crate) ports: Vec<PortStatsInfo>,
     /// Host-socket egress: traffic, flows open, drops by reason.
     pub(crate) egress: crate::engine::EngineStats,
+    /// The packet uplink, if the daemon has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) uplink: Option<UplinkStatsInfo>,
+}
+
+/// Counters of the packet uplink: its own traffic and the NAT's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct UplinkStatsInfo {
+    pub(crate) interface: String,
+    pub(crate) address: ipnet::Ipv4Net,
+    pub(crate) rx_frames: u64,
+    pub(crate) tx_frames: u64,
+    pub(crate) arp_answered: u64,
+    pub(crate) arp_requests: u64,
+    pub(crate) echo_answered: u64,
+    /// Flows tracked now.
+    pub(crate) flows: usize,
+    pub(crate) translated: u64,
+    pub(crate) masqueraded_flows: u64,
+    pub(crate) published_flows: u64,
+    pub(crate) hairpin_flows: u64,
+    pub(crate) routed_flows: u64,
+    pub(crate) ports_remapped: u64,
+    pub(crate) icmp_errors: u64,
+    /// Drops by reason (only reasons with a non-zero count): the outside port's, the
+    /// NAT's (`no_mapping` is unrelated inbound traffic) and the uplink's own.
+    pub(crate) drops: std::collections::BTreeMap<String, u64>,
+}
+
+impl UplinkStatsInfo {
+    pub(crate) fn new(
+        interface: &str,
+        address: ipnet::Ipv4Net,
+        s: &crate::datapath::PacketUplinkStats,
+    ) -> Self {
+        let (o, n) = (&s.outside, &s.nat);
+        let outside = tapnet_switch::router::OutsideDrop::ALL
+            .iter()
+            .map(|r| (r.as_str(), o.dropped(*r)));
+        let nat = tapnet_nat::DropReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), n.dropped(*r)));
+        let own = [
+            ("ttl_exceeded", s.ttl_exceeded),
+            ("unserved_local", s.unserved_local),
+        ];
+        let mut drops = std::collections::BTreeMap::new();
+        for (reason, count) in outside.chain(nat).chain(own) {
+            if count > 0 {
+                *drops.entry(reason.to_owned()).or_insert(0) += count;
+            }
+        }
+        Self {
+            interface: interface.to_owned(),
+            address,
+            rx_frames: o.rx_frames,
+            tx_frames: o.tx_frames,
+            arp_answered: o.arp_answered,
+            arp_requests: o.arp_requests,
+            echo_answered: o.echo_answered,
+            flows: s.flows,
+            translated: n.translated,
+            masqueraded_flows: n.masqueraded_flows,
+            published_flows: n.published_flows,
+            hairpin_flows: n.hairpin_flows,
+            routed_flows: n.routed_flows,
+            ports_remapped: n.ports_remapped,
+            icmp_errors: n.icmp_errors,
+            drops,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }

@@ -31,6 +31,8 @@ pub(crate) struct Network {
     pub(crate) mtu: u32,
     pub(crate) icc: bool,
     pub(crate) internal: bool,
+    /// Masquerade on the packet uplink (else routed untranslated).
+    pub(crate) masquerade: bool,
     /// The dynamic pool of the network's DHCP server, inclusive, when `--dhcp`.
     pub(crate) dhcp_pool: Option<(Ipv4Addr, Ipv4Addr)>,
     /// The IPv6 prefix, when `--ipv6`; its first address is the gateway.
@@ -103,10 +105,12 @@ pub(crate) struct ConnectPlan {
     pub(crate) aliases: Vec<String>,
 }
 
-/// A published port range of a container, forwarded by the engine as `forward`.
+/// A published port range of a container: forwarded from host sockets by the engine
+/// as `forward`, and DNATed on the packet uplink by `nat`.
 #[derive(Clone, Debug)]
 pub(crate) struct Publication {
-    pub(crate) forward: u32,
+    pub(crate) forward: Option<u32>,
+    pub(crate) nat: Option<tapnet_nat::PublishRule>,
     pub(crate) port: PortId,
     pub(crate) spec: PortSpec,
 }
@@ -254,6 +258,7 @@ impl Registry {
                 mtu,
                 icc: req.icc,
                 internal: req.internal,
+                masquerade: req.masquerade,
                 dhcp_pool: req.dhcp.then(|| dhcp_pool(subnet)),
                 subnet6,
                 host_binding_ip: req.host_binding_ip,
@@ -593,6 +598,7 @@ impl Registry {
             options: NetworkOptions {
                 icc: network.icc,
                 internal: network.internal,
+                masquerade: network.masquerade,
                 dhcp: network.dhcp_pool.is_some(),
                 host_binding_ip: network.host_binding_ip,
             },
@@ -645,6 +651,7 @@ mod tests {
             mtu: None,
             icc: true,
             internal: false,
+            masquerade: true,
             dhcp: false,
             subnet6: None,
             host_binding_ip: None,
@@ -902,7 +909,8 @@ mod tests {
             .plan_publish(one, &spec("8000-8010:80-90"))
             .unwrap();
         registry.commit_publish(Publication {
-            forward: 1,
+            forward: Some(1),
+            nat: None,
             port: one,
             spec: spec("8000-8010:80-90"),
         });

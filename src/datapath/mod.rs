@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use crate::engine::PacketLink;
 use anyhow::{Context, anyhow};
 use crossbeam_channel::{Receiver, Sender};
-pub(crate) use pipeline::Gateway;
+pub(crate) use pipeline::{Gateway, PacketUplinkConfig, PacketUplinkStats, zone_of};
 use rustix::event::{EventfdFlags, eventfd};
 use tapnet_switch::{
     DropReason, MacEntry, NetworkConfig, NetworkId, PortCounters, PortId, PortRole, SwitchConfig,
@@ -243,6 +243,34 @@ impl Datapath {
     /// Counters of every attached port, sorted by port.
     pub(crate) fn stats(&self) -> anyhow::Result<Vec<PortStats>> {
         self.call(Command::Stats)
+    }
+
+    /// Makes the AF_PACKET socket `io` the packet uplink; before any network.
+    pub(crate) fn set_packet_uplink(
+        &self,
+        config: PacketUplinkConfig,
+        io: PortIo,
+    ) -> anyhow::Result<()> {
+        self.call(|r| Command::SetPacketUplink(Box::new(config), io, r))
+    }
+
+    /// DNAT of a published port through the packet uplink.
+    pub(crate) fn publish(&self, rule: tapnet_nat::PublishRule) -> anyhow::Result<()> {
+        self.call(|r| Command::Publish(rule, r))
+    }
+
+    pub(crate) fn unpublish(&self, rule: tapnet_nat::PublishRule) -> anyhow::Result<()> {
+        self.call(|r| Command::Unpublish(rule, r))
+    }
+
+    /// The flows tracked by the packet uplink's NAT.
+    pub(crate) fn nat_flows(&self) -> anyhow::Result<Vec<tapnet_nat::EntryInfo>> {
+        self.call(Command::NatFlows)
+    }
+
+    /// The packet uplink's counters, if there is one.
+    pub(crate) fn uplink_stats(&self) -> anyhow::Result<Option<PacketUplinkStats>> {
+        self.call(Command::UplinkStats)
     }
 
     /// Stops the thread; every port fd is closed when this returns.

@@ -27,6 +27,9 @@ use tapnet_wire::{Instant, MacAddr};
 use super::{PortIo, PortStats};
 use crate::engine::PacketLink;
 
+mod outside;
+pub(crate) use outside::{PacketUplink, PacketUplinkConfig, PacketUplinkStats, zone_of};
+
 /// Room for an Ethernet header in front of an IP packet of up to 64 KiB.
 const SCRATCH_LEN: usize = 14 + 65536 + 64;
 
@@ -51,6 +54,15 @@ pub(crate) enum Command {
     Macs(NetworkId, Reply<Vec<MacEntry>>),
     /// Binds `MacAddr` to an address in the network's DHCP server (`None`: unbinds).
     StaticLease(NetworkId, MacAddr, Option<std::net::Ipv4Addr>, Reply<()>),
+    /// Makes `PortIo` the packet uplink (before any network is added).
+    SetPacketUplink(Box<PacketUplinkConfig>, PortIo, Reply<()>),
+    /// DNAT of a published port through the packet uplink.
+    Publish(tapnet_nat::PublishRule, Reply<()>),
+    Unpublish(tapnet_nat::PublishRule, Reply<()>),
+    /// The packet uplink's tracked flows (empty without one).
+    NatFlows(Reply<Vec<tapnet_nat::EntryInfo>>),
+    /// The packet uplink's counters, if there is one.
+    UplinkStats(Reply<Option<PacketUplinkStats>>),
     Stats(Reply<Vec<PortStats>>),
     Shutdown(Reply<()>),
 }
@@ -61,6 +73,8 @@ pub(crate) enum Command {
 pub(crate) struct Gateway {
     pub(crate) port: PortId,
     pub(crate) network: RouterNetwork,
+    /// Masquerade its traffic on the packet uplink (else routed untranslated).
+    pub(crate) masquerade: bool,
 }
 
 /// Writes a frame that the pipeline produced itself (a router answer, a packet from
@@ -142,6 +156,9 @@ pub(crate) struct Pipeline<H> {
     ports: PortMap<H>,
     /// Created with the first network that has a gateway.
     router: Option<Router>,
+    router_config: RouterConfig,
+    /// The packet uplink (AF_PACKET port + NAT), if the daemon has one.
+    packet_uplink: Option<Box<PacketUplink>>,
     /// The virtual gateway port of each routed network (the switch knows the way
     /// back: a port's network and role).
     gateways: HashMap<NetworkId, PortId>,
@@ -165,6 +182,8 @@ impl<H> Pipeline<H> {
             switch: Switch::with_hash_seed(config, seed),
             ports: PortMap::default(),
             router: None,
+            router_config: RouterConfig::default(),
+            packet_uplink: None,
             gateways: HashMap::default(),
             uplink: None,
             scratch: vec![0u8; SCRATCH_LEN].into_boxed_slice(),
@@ -196,6 +215,14 @@ impl<H> Pipeline<H> {
         writer: &W,
     ) {
         egress.ports.clear();
+        if self
+            .packet_uplink
+            .as_ref()
+            .is_some_and(|up| up.port == ingress)
+        {
+            self.outside_rx(now, frame, writer);
+            return;
+        }
         let mut gateway = None;
         match self.switch.handle_frame(now, ingress, frame) {
             Verdict::Forward(port) => {
@@ -238,6 +265,10 @@ impl<H> Pipeline<H> {
         scratch.copy_from_slice(frame);
         match router.handle_frame(now, net, scratch) {
             RouterVerdict::Uplink { packet } => {
+                if self.outbound(now, net, packet.clone(), writer) {
+                    self.service(now, writer);
+                    return;
+                }
                 let sent = match (&self.uplink, self.scratch.get(packet)) {
                     (Some(link), Some(packet)) => link.send(net, packet),
                     _ => false,
@@ -313,10 +344,16 @@ impl<H> Pipeline<H> {
                         }
                     }
                     TransmitTo::Uplink => {
+                        // Bare IP: make room for an Ethernet header in front.
+                        self.scratch.copy_within(..t.len, 14);
+                        let packet = 14..14 + t.len;
+                        if self.outbound(now, t.net, packet.clone(), writer) {
+                            continue;
+                        }
                         let sent = self
                             .uplink
                             .as_ref()
-                            .is_some_and(|l| l.send(t.net, &self.scratch[..t.len]));
+                            .is_some_and(|l| l.send(t.net, &self.scratch[packet]));
                         if !sent {
                             self.uplink_drops += 1;
                         }
@@ -391,10 +428,11 @@ impl<H> Pipeline<H> {
     /// When `handle_timeout` is next due.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let router = self.router.as_ref().and_then(Router::poll_timeout);
-        match (self.switch.poll_timeout(), router) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let uplink = self.packet_uplink.as_ref().and_then(|up| up.poll_timeout());
+        [self.switch.poll_timeout(), router, uplink]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the switch's and the router's timers if due. Call once per batch, after
@@ -407,6 +445,12 @@ impl<H> Pipeline<H> {
             && router.poll_timeout().is_some_and(|t| t <= now)
         {
             router.handle_timeout(now);
+        }
+        if let Some(up) = self.packet_uplink.as_deref_mut()
+            && up.poll_timeout().is_some_and(|t| t <= now)
+        {
+            up.handle_timeout(now);
+            self.flush_outside(writer);
         }
         self.service(now, writer);
     }
@@ -454,6 +498,33 @@ impl<H> Pipeline<H> {
                 };
                 let _ = reply.send(result);
             }
+            Command::SetPacketUplink(config, io, reply) => {
+                let _ = reply.send(self.set_packet_uplink(*config, io, backend));
+            }
+            Command::Publish(rule, reply) => {
+                let result = match self.packet_uplink.as_deref_mut() {
+                    Some(up) => up.publish(rule),
+                    None => Err(anyhow!("no packet uplink")),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Unpublish(rule, reply) => {
+                if let Some(up) = self.packet_uplink.as_deref_mut() {
+                    up.unpublish(&rule);
+                }
+                let _ = reply.send(Ok(()));
+            }
+            Command::NatFlows(reply) => {
+                let flows = self
+                    .packet_uplink
+                    .as_ref()
+                    .map(|up| up.flows(now))
+                    .unwrap_or_default();
+                let _ = reply.send(Ok(flows));
+            }
+            Command::UplinkStats(reply) => {
+                let _ = reply.send(Ok(self.packet_uplink.as_ref().map(|up| up.stats())));
+            }
             Command::Macs(net, reply) => {
                 let _ = reply.send(Ok(self.switch.mac_entries(net, now)));
             }
@@ -472,12 +543,24 @@ impl<H> Pipeline<H> {
         gateway: Option<Box<Gateway>>,
     ) -> anyhow::Result<()> {
         self.switch.add_network(net, config)?;
-        let Some(Gateway { port, network }) = gateway.map(|g| *g) else {
+        let Some(Gateway {
+            port,
+            network,
+            masquerade,
+        }) = gateway.map(|g| *g)
+        else {
             return Ok(());
         };
+        if let Some(up) = self.packet_uplink.as_deref_mut()
+            && let Err(e) = up.add_network(net, &network, masquerade)
+        {
+            let _ = self.switch.remove_network(net);
+            return Err(e);
+        }
+        let router_config = &self.router_config;
         let router = self
             .router
-            .get_or_insert_with(|| Router::new(RouterConfig::default()));
+            .get_or_insert_with(|| Router::new(router_config.clone()));
         let added = self
             .switch
             .add_port(port, net, PortRole::Gateway)
@@ -489,6 +572,9 @@ impl<H> Pipeline<H> {
             });
         if let Err(e) = added {
             // Leave nothing behind: the command failed as a whole.
+            if let Some(up) = self.packet_uplink.as_deref_mut() {
+                up.remove_network(net);
+            }
             let _ = self.switch.remove_port(port);
             let _ = self.switch.remove_network(net);
             return Err(e);
@@ -509,9 +595,45 @@ impl<H> Pipeline<H> {
             if let Some(router) = self.router.as_mut() {
                 let _ = router.remove_network(net);
             }
+            if let Some(up) = self.packet_uplink.as_deref_mut() {
+                up.remove_network(net);
+            }
             return Ok(());
         }
         Ok(self.switch.remove_network(net)?)
+    }
+
+    fn set_packet_uplink<B>(
+        &mut self,
+        config: PacketUplinkConfig,
+        io: PortIo,
+        backend: &mut B,
+    ) -> anyhow::Result<()>
+    where
+        B: PortBackend<Port = H>,
+    {
+        if self.router.is_some() || self.packet_uplink.is_some() {
+            return Err(anyhow!(
+                "the packet uplink must be set once, before any network"
+            ));
+        }
+        if self.ports.contains_key(&config.port) {
+            return Err(anyhow!("port {:?} already exists", config.port));
+        }
+        self.router_config.uplink_mtu = config.mtu;
+        let port = config.port;
+        let io = backend.attach(port, io)?;
+        self.ports.insert(
+            port,
+            PortEntry {
+                io,
+                rx_errors: 0,
+                tx_errors: 0,
+                tx_error_logged: false,
+            },
+        );
+        self.packet_uplink = Some(Box::new(PacketUplink::new(config)));
+        Ok(())
     }
 
     fn add_port<B>(

@@ -247,6 +247,7 @@ impl Stack {
             ..NetworkConfig::with_mtu(self.config.mtu as usize)
         };
         let gateway = Gateway {
+            masquerade: true,
             port: GATEWAY_PORT,
             network: self.config.router_network(),
         };

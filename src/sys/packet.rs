@@ -59,3 +59,61 @@ pub(crate) fn open_bound(ifindex: u32) -> io::Result<OwnedFd> {
     }
     Ok(fd)
 }
+
+/// `PACKET_ADD_MEMBERSHIP` and `PACKET_MR_PROMISC` from `linux/if_packet.h`.
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+
+/// Puts interface `ifindex` in promiscuous mode for as long as the socket `fd` lives
+/// (the kernel counts memberships and drops this one when the socket closes), so that
+/// frames for a MAC address other than the interface's own reach the socket.
+pub(crate) fn set_promiscuous(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
+    let ifindex = i32::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+    // SAFETY: `packet_mreq` is plain old data; all-zero is a valid value.
+    let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    mreq.mr_ifindex = ifindex;
+    mreq.mr_type = PACKET_MR_PROMISC;
+    // SAFETY: setsockopt reads `size_of::<packet_mreq>()` bytes from `mreq`, a live
+    // local of exactly that type.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            SOL_PACKET,
+            PACKET_ADD_MEMBERSHIP,
+            (&raw const mreq).cast(),
+            size_of::<libc::packet_mreq>() as libc::socklen_t,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The MTU of the interface `name` in the caller's network namespace (`SIOCGIFMTU`).
+pub(crate) fn interface_mtu(name: &str) -> io::Result<u32> {
+    let sock = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() || bytes.contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads the NUL-terminated name from and writes the MTU into
+    // `req`, a live local `ifreq`, as the ioctl requires.
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &raw mut req) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after SIOCGIFMTU succeeded, the union holds `ifru_mtu`.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}

@@ -130,6 +130,17 @@ impl TcpView {
     }
 }
 
+/// Decrements the TTL of the IPv4 packet `ip` (at least 12 bytes; the caller checked
+/// the TTL is above 1) and updates the header checksum incrementally (RFC 1624), the
+/// TTL and protocol forming one 16-bit word.
+pub fn decrement_ttl_v4(ip: &mut [u8]) {
+    let old = u16::from_be_bytes([ip[8], ip[9]]);
+    ip[8] = ip[8].wrapping_sub(1);
+    let new = u16::from_be_bytes([ip[8], ip[9]]);
+    let ck = crate::checksum::update_word(u16::from_be_bytes([ip[10], ip[11]]), old, new);
+    ip[10..12].copy_from_slice(&ck.to_be_bytes());
+}
+
 /// Source and destination ports of a UDP datagram and its payload range in `l4`.
 pub fn udp_ports(l4: &[u8]) -> Option<(u16, u16, &[u8])> {
     if l4.len() < 8 {

@@ -26,6 +26,7 @@ use super::{
     write_ethernet,
 };
 use tapnet_wire::checksum;
+use tapnet_wire::ip::decrement_ttl_v4;
 
 pub(super) const PROTO_ICMP: u8 = 1;
 pub(super) const PROTO_TCP: u8 = 6;
@@ -106,16 +107,6 @@ fn is_bad_destination(ip: Ipv4Addr) -> bool {
 /// an error (RFC 1812 4.3.2.7).
 fn is_icmp_error(icmp_type: u8) -> bool {
     matches!(icmp_type, 3 | 4 | 5 | 11 | 12) || icmp_type > 18
-}
-
-/// Decrements the TTL and updates the header checksum incrementally (RFC 1624), the
-/// TTL and protocol forming one 16-bit word.
-fn decrement_ttl(ip: &mut [u8]) {
-    let old = u16::from_be_bytes([ip[8], ip[9]]);
-    ip[8] = ip[8].wrapping_sub(1);
-    let new = u16::from_be_bytes([ip[8], ip[9]]);
-    let ck = checksum::update_word(u16::from_be_bytes([ip[10], ip[11]]), old, new);
-    ip[10..12].copy_from_slice(&ck.to_be_bytes());
 }
 
 /// Writes a 20-byte IPv4 header (no options, ID 0, DF clear) with its checksum.
@@ -235,7 +226,7 @@ fn forward(
             );
             return RouterVerdict::Drop(RouterDrop::TooBig);
         }
-        decrement_ttl(&mut frame[14..end]);
+        decrement_ttl_v4(&mut frame[14..end]);
         let fragments = fragment(&frame[14..end], mtu, 0);
         if fragments.is_empty() {
             return RouterVerdict::Drop(RouterDrop::TooBig);
@@ -246,7 +237,7 @@ fn forward(
         }
         return RouterVerdict::Consumed;
     }
-    decrement_ttl(&mut frame[14..end]);
+    decrement_ttl_v4(&mut frame[14..end]);
     RouterVerdict::Uplink { packet: 14..end }
 }
 
@@ -280,7 +271,7 @@ fn hairpin(
         return RouterVerdict::Drop(RouterDrop::TooBig);
     }
     bump!(cx.out.counters.hairpinned);
-    decrement_ttl(&mut frame[14..end]);
+    decrement_ttl_v4(&mut frame[14..end]);
     if h.total > mtu {
         let fragments = fragment(&frame[14..end], mtu, 14);
         if fragments.is_empty() {
