@@ -59,6 +59,7 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
         outbound_addr6: None,
         resolvers: crate::engine::host_resolvers(),
         conntrack: options.conntrack.clone(),
+        local_names: None,
     })
     .context("start host-socket egress")?;
     let datapath = match Datapath::spawn_with_uplink(options.backend, options.switch.clone(), link)
