@@ -375,7 +375,7 @@ fn ipv6_daemon_network() {
     }
     let json = daemon.json(&["connect", "six", "--netns", &a.path(), "--json"]);
     assert_eq!(json["ip6"], "fd00:238::2/64", "{json}");
-    daemon.cli_ok(&["connect", "six", "--netns", &b.path()]);
+    daemon.cli_ok(&["connect", "six", "--netns", &b.path(), "--name", "bee"]);
     let inspect = daemon.json(&["network", "inspect", "six"]);
     assert_eq!(inspect["gateway6"], "fd00:238::1", "{inspect}");
     let ping6 = |ns: &Netns, ip: &str| {
@@ -387,14 +387,25 @@ fn ipv6_daemon_network() {
     assert!(ping6(&a, "fd00:238::1"), "container to the IPv6 gateway");
     let out = a.exec(&["sh", "-c", "echo q | socat -t 2 - TCP6:[fd00:238::1]:7500"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "six");
+    // The embedded DNS answers at the IPv6 gateway address too.
+    let out = a.exec(&[
+        "dig",
+        "+short",
+        "+tries=2",
+        "+time=2",
+        "@fd00:238::1",
+        "AAAA",
+        "bee",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fd00:238::3");
 }
 
-/// Names and aliases resolve at 127.0.0.11 inside containers, only among containers
-/// that share a network; other names go to the host's resolver; names go away with
-/// the container.
+/// Names and aliases resolve at 127.0.0.11 inside containers and at their network's
+/// gateway address, only among containers that share a network; other names go to the
+/// host's resolver; names go away with the container's connection.
 #[test]
-fn embedded_dns_at_127_0_0_11() {
-    if !require_root("embedded_dns_at_127_0_0_11") {
+fn embedded_dns_at_127_0_0_11_and_the_gateway() {
+    if !require_root("embedded_dns_at_127_0_0_11_and_the_gateway") {
         return;
     }
     let host = Netns::new();
@@ -462,14 +473,15 @@ fn embedded_dns_at_127_0_0_11() {
         "--name",
         "lonely",
     ]);
-    let dig = |ns: &Netns, args: &str| {
+    let dig_at = |ns: &Netns, server: &str, args: &str| {
         let out = ns.exec(&[
             "sh",
             "-c",
-            &format!("dig +short +tries=2 +time=2 @127.0.0.11 {args}"),
+            &format!("dig +short +tries=2 +time=2 @{server} {args}"),
         ]);
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
+    let dig = |ns: &Netns, args: &str| dig_at(ns, "127.0.0.11", args);
     // On the shared network, with the address on that network.
     assert_eq!(dig(&client, "web"), "10.239.0.5");
     assert_eq!(dig(&client, "www"), "10.239.0.5");
@@ -480,6 +492,24 @@ fn embedded_dns_at_127_0_0_11() {
     assert_ne!(dig(&lonely, "client"), dig(&client, "client"));
     // Other names go to the host's resolver.
     assert_eq!(dig(&client, "printer.tapnet.test"), "192.0.2.7");
+    // The same at the gateway addresses (front 10.239.0.1, back 10.240.0.1).
+    assert_eq!(dig_at(&client, "10.239.0.1", "web"), "10.239.0.5");
+    assert_eq!(dig_at(&client, "10.239.0.1", "WWW."), "10.239.0.5");
+    assert_eq!(dig_at(&client, "10.239.0.1", "+tcp www"), "10.239.0.5");
+    assert_eq!(dig_at(&lonely, "10.240.0.1", "web"), "10.240.0.5");
+    assert_ne!(dig_at(&lonely, "10.240.0.1", "www"), "10.239.0.5");
+    assert_ne!(dig_at(&lonely, "10.240.0.1", "client"), "10.239.0.2");
+    // The asker's scope is every network it is on, whichever gateway it asks.
+    assert_eq!(dig(&web, "client"), "10.239.0.2");
+    assert_eq!(dig_at(&web, "10.240.0.1", "client"), "10.239.0.2");
+    assert_eq!(
+        dig_at(&client, "10.239.0.1", "printer.tapnet.test"),
+        "192.0.2.7"
+    );
+    assert_eq!(
+        dig_at(&lonely, "10.240.0.1", "+tcp printer.tapnet.test"),
+        "192.0.2.7"
+    );
     // getent, through a resolv.conf that points at 127.0.0.11, as Docker writes it.
     let dir = common::TempDir::new();
     let resolv = dir.0.join("resolv.conf");
@@ -500,6 +530,14 @@ fn embedded_dns_at_127_0_0_11() {
         "10.239.0.5",
         "a name outlived its container's connection"
     );
+    assert_ne!(
+        dig_at(&client, "10.239.0.1", "web"),
+        "10.239.0.5",
+        "a name outlived its container's connection at the gateway"
+    );
+    assert_ne!(dig_at(&client, "10.239.0.1", "www"), "10.239.0.5");
+    // Still connected to back.
+    assert_eq!(dig_at(&lonely, "10.240.0.1", "web"), "10.240.0.5");
 }
 
 /// `--host-binding-ip`: publications that name no host address listen there only.

@@ -128,20 +128,31 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("install signal handler")?;
     }
-    // Host-socket egress is the uplink of every network (the rootless default).
-    let (engine, link) = Engine::spawn(EngineConfig {
+    let resolvers = crate::engine::host_resolvers();
+    let dns = DnsService::spawn(resolvers.first().copied()).context("start the DNS service")?;
+    // Host-socket egress is the uplink of every network (the rootless default). It
+    // answers the embedded DNS names at the gateway addresses too.
+    let engine = Engine::spawn(EngineConfig {
         networks: Vec::new(),
         outbound_addr: None,
         outbound_addr6: None,
-        resolvers: crate::engine::host_resolvers(),
+        resolvers,
         conntrack: options.conntrack.clone(),
-    })
-    .context("start host-socket egress")?;
+        local_names: Some(dns.gateway_names()),
+    });
+    let (engine, link) = match engine {
+        Ok(x) => x,
+        Err(e) => {
+            dns.shutdown();
+            return Err(e.context("start host-socket egress"));
+        }
+    };
     let datapath = match Datapath::spawn_with_uplink(options.backend, options.switch.clone(), link)
     {
         Ok(d) => d,
         Err(e) => {
             engine.shutdown();
+            dns.shutdown();
             return Err(e);
         }
     };
@@ -151,17 +162,11 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
         if let Err(e) = opened {
             let _ = datapath.shutdown();
             engine.shutdown();
+            dns.shutdown();
             return Err(e.context(format!("packet uplink {}", uplink.ifname)));
         }
         info!(interface = %uplink.ifname, address = %uplink.addr, gateway = ?uplink.gateway, "packet uplink ready");
     }
-    let dns = match DnsService::spawn(crate::engine::host_resolvers().first().copied()) {
-        Ok(d) => d,
-        Err(e) => {
-            engine.shutdown();
-            return Err(e.context("start the DNS service"));
-        }
-    };
     let mut daemon = Daemon {
         uplink: options.uplink.clone(),
         registry: Registry::new(),
@@ -372,13 +377,15 @@ impl Daemon {
                 own_addresses_to_uplink: !network.internal,
             },
         };
+        // The gateway leads to the host's loopback, except its port 53: the embedded
+        // DNS answers there (the engine asks it), as at 127.0.0.11.
         let egress = EngineNetwork {
             id: network.id,
             gateway: network.gateway,
             host_loopback: true,
-            dns: None,
+            dns: Some(network.gateway),
             gateway6: network.gateway6(),
-            dns6: None,
+            dns6: network.gateway6(),
             mtu: network.mtu,
         };
         self.engine.add_network(egress)?;

@@ -6,39 +6,100 @@
 //!
 //! One thread polls the sockets (a UDP socket and a TCP listener per container, bound
 //! inside the container's namespace by the namespace helper) and one upstream socket.
-//! The control thread changes the table and the socket set under a mutex; the poll
+//! The control thread changes the names and the socket set under two mutexes; the poll
 //! wakes every 200 ms to pick the changes up, which is plenty for a control-plane rate.
+//!
+//! The same names are answered at each network's gateway address: the host-socket
+//! engine, which receives the containers' packets to the gateway, asks them through
+//! [`GatewayNames`] (the asker is the container that has the query's source address
+//! on the network it came from) and sends other names to the host's resolvers itself.
+//! TCP connections to the gateway's port 53 the engine connects to a listener of this
+//! thread on the host's loopback, after telling it which container the connection
+//! carries. The names' mutex is never held across I/O, so the engine never waits on a
+//! socket.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
-use tapnet_switch::NetworkId;
 use tapnet_switch::dns::{DnsVerdict, NameTable};
+use tapnet_switch::{NetworkId, PortId};
 
+use crate::engine::LocalNames;
 use crate::port::DnsSockets;
 
 /// How long a forwarded query waits for upstream.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest DNS message handled (EDNS0 answers over UDP stay well below).
 const MAX_MESSAGE: usize = 4096;
+/// How long the engine's note of a TCP connection to the gateway server waits for it.
+const TCP_ASKER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One container's 127.0.0.11 sockets and the networks it is on (its lookup scope).
-#[derive(Debug)]
-struct Client {
-    sockets: DnsSockets,
-    scope: Vec<NetworkId>,
+/// The names, and which containers see which.
+#[derive(Debug, Default)]
+struct Names {
+    table: NameTable,
+    /// Each container's lookup scope: the networks it is on.
+    scopes: HashMap<String, Vec<NetworkId>>,
+    /// The container of each endpoint.
+    containers: HashMap<PortId, String>,
+    /// The engine's connections to the gateway TCP server (by their local address):
+    /// the network and address of the container each one carries, and since when.
+    tcp_askers: HashMap<SocketAddr, (NetworkId, IpAddr, Instant)>,
 }
 
-#[derive(Debug, Default)]
-struct Shared {
-    table: NameTable,
-    clients: HashMap<String, Client>,
+impl Names {
+    fn scope_of(&self, container: &str) -> &[NetworkId] {
+        self.scopes.get(container).map_or(&[], Vec::as_slice)
+    }
+
+    /// The scope of the container that has address `ip` on `network` (none if no
+    /// container has it: only other names, forwarded, then).
+    fn scope_at(&self, network: NetworkId, ip: IpAddr) -> &[NetworkId] {
+        self.table
+            .endpoint_at(network, ip)
+            .and_then(|port| self.containers.get(&port))
+            .map_or(&[], |c| self.scope_of(c))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The embedded DNS names for the engine, which answers queries to the networks'
+/// gateway addresses with them.
+#[derive(Debug)]
+pub(crate) struct GatewayNames {
+    names: Arc<Mutex<Names>>,
+    /// The DNS thread's TCP listener on the host's loopback.
+    tcp: Option<SocketAddr>,
+}
+
+impl LocalNames for GatewayNames {
+    fn answer(&self, net: NetworkId, client: IpAddr, query: &[u8], out: &mut [u8]) -> DnsVerdict {
+        let names = lock(&self.names);
+        names.table.answer(query, names.scope_at(net, client), out)
+    }
+
+    fn tcp_server(&self) -> Option<SocketAddr> {
+        self.tcp
+    }
+
+    fn tcp_client(&self, local: SocketAddr, net: NetworkId, client: IpAddr) {
+        let now = Instant::now();
+        let mut names = lock(&self.names);
+        // Connections that never arrived are forgotten.
+        names
+            .tcp_askers
+            .retain(|_, (_, _, since)| now.duration_since(*since) < TCP_ASKER_TIMEOUT);
+        names.tcp_askers.insert(local, (net, client, now));
+    }
 }
 
 /// A query sent upstream on behalf of a container.
@@ -55,7 +116,7 @@ struct Pending {
 pub(crate) struct EndpointNames {
     pub(crate) container: String,
     pub(crate) network: NetworkId,
-    pub(crate) port: tapnet_switch::PortId,
+    pub(crate) port: PortId,
     /// The container's name, then its aliases on this network.
     pub(crate) names: Vec<String>,
     pub(crate) ip: std::net::Ipv4Addr,
@@ -65,7 +126,11 @@ pub(crate) struct EndpointNames {
 /// Handle to the DNS thread.
 #[derive(Debug)]
 pub(crate) struct DnsService {
-    shared: Arc<Mutex<Shared>>,
+    names: Arc<Mutex<Names>>,
+    /// Each container's 127.0.0.11 sockets.
+    clients: Arc<Mutex<HashMap<String, DnsSockets>>>,
+    /// The address of the TCP listener for queries at the gateways.
+    gateway_tcp: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -73,7 +138,8 @@ pub(crate) struct DnsService {
 impl DnsService {
     /// Starts the thread; `upstream` is the host resolver other names go to.
     pub(crate) fn spawn(upstream: Option<IpAddr>) -> anyhow::Result<Self> {
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let names = Arc::new(Mutex::new(Names::default()));
+        let clients = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let upstream_socket = match upstream {
             Some(IpAddr::V4(_)) | None => UdpSocket::bind("0.0.0.0:0")?,
@@ -81,40 +147,60 @@ impl DnsService {
         };
         upstream_socket.set_nonblocking(true)?;
         let upstream = upstream.map(|ip| SocketAddr::new(ip, 53));
-        let (thread_shared, thread_stop) = (Arc::clone(&shared), Arc::clone(&stop));
-        let thread = std::thread::Builder::new()
-            .name("tapnet-dns".into())
-            .spawn(move || run(&thread_shared, &thread_stop, &upstream_socket, upstream))?;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l));
+        let (listener, gateway_tcp) = match listener {
+            Ok(l) => {
+                let addr = l.local_addr().ok();
+                (Some(l), addr)
+            }
+            Err(e) => {
+                tracing::warn!("DNS over TCP at the gateways goes to the host's resolver: {e}");
+                (None, None)
+            }
+        };
+        let thread = {
+            let (names, clients, stop) =
+                (Arc::clone(&names), Arc::clone(&clients), Arc::clone(&stop));
+            let sockets = Sockets {
+                upstream_socket,
+                upstream,
+                gateway_tcp: listener,
+            };
+            std::thread::Builder::new()
+                .name("tapnet-dns".into())
+                .spawn(move || run(&names, &clients, &stop, &sockets))?
+        };
         Ok(Self {
-            shared,
+            names,
+            clients,
+            gateway_tcp,
             stop,
             thread: Some(thread),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The names, for the engine to answer at the gateway addresses.
+    pub(crate) fn gateway_names(&self) -> Arc<dyn LocalNames> {
+        Arc::new(GatewayNames {
+            names: Arc::clone(&self.names),
+            tcp: self.gateway_tcp,
+        })
     }
 
     /// Serves a container's 127.0.0.11 sockets.
     pub(crate) fn add_client(&self, container: &str, sockets: DnsSockets) {
-        self.lock().clients.insert(
-            container.to_owned(),
-            Client {
-                sockets,
-                scope: Vec::new(),
-            },
-        );
+        lock(&self.clients).insert(container.to_owned(), sockets);
     }
 
     /// Stops serving a container (its sockets close).
     pub(crate) fn remove_client(&self, container: &str) {
-        self.lock().clients.remove(container);
+        lock(&self.clients).remove(container);
     }
 
     /// Whether the container's sockets are served (they are bound once per namespace).
     pub(crate) fn has_client(&self, container: &str) -> bool {
-        self.lock().clients.contains_key(container)
+        lock(&self.clients).contains_key(container)
     }
 
     /// Records the names of an endpoint and sets its container's lookup scope.
@@ -123,8 +209,9 @@ impl DnsService {
         endpoint: &EndpointNames,
         scope: Vec<NetworkId>,
     ) -> Result<(), String> {
-        let mut shared = self.lock();
-        shared
+        let mut names = lock(&self.names);
+        names.scopes.insert(endpoint.container.clone(), scope);
+        names
             .table
             .add(
                 endpoint.network,
@@ -134,23 +221,21 @@ impl DnsService {
                 endpoint.ip6,
             )
             .map_err(|e| e.to_string())?;
-        if let Some(client) = shared.clients.get_mut(&endpoint.container) {
-            client.scope = scope;
-        }
+        names
+            .containers
+            .insert(endpoint.port, endpoint.container.clone());
         Ok(())
     }
 
     /// Forgets an endpoint's names and updates the container's scope.
-    pub(crate) fn remove_endpoint(
-        &self,
-        container: &str,
-        scope: Vec<NetworkId>,
-        port: tapnet_switch::PortId,
-    ) {
-        let mut shared = self.lock();
-        shared.table.remove(port);
-        if let Some(client) = shared.clients.get_mut(container) {
-            client.scope = scope;
+    pub(crate) fn remove_endpoint(&self, container: &str, scope: Vec<NetworkId>, port: PortId) {
+        let mut names = lock(&self.names);
+        names.table.remove(port);
+        names.containers.remove(&port);
+        if scope.is_empty() {
+            names.scopes.remove(container);
+        } else {
+            names.scopes.insert(container.to_owned(), scope);
         }
     }
 
@@ -163,13 +248,28 @@ impl DnsService {
     }
 }
 
-fn run(
-    shared: &Mutex<Shared>,
-    stop: &AtomicBool,
-    upstream_socket: &UdpSocket,
+/// The DNS thread's own sockets.
+struct Sockets {
+    /// Where forwarded UDP queries leave, and answers come back.
+    upstream_socket: UdpSocket,
+    /// The host's resolver.
     upstream: Option<SocketAddr>,
+    /// Queries over TCP at the gateway addresses, connected by the engine.
+    gateway_tcp: Option<TcpListener>,
+}
+
+fn run(
+    names: &Mutex<Names>,
+    clients: &Mutex<HashMap<String, DnsSockets>>,
+    stop: &AtomicBool,
+    sockets: &Sockets,
 ) {
-    let lock = || shared.lock().unwrap_or_else(PoisonError::into_inner);
+    let Sockets {
+        upstream_socket,
+        upstream,
+        gateway_tcp,
+    } = sockets;
+    let upstream = *upstream;
     let mut pending: HashMap<u16, Pending> = HashMap::new();
     let mut next_id: u16 = 1;
     let mut buf = vec![0u8; MAX_MESSAGE];
@@ -181,20 +281,32 @@ fn run(
     while !stop.load(Ordering::Relaxed) {
         // Poll duplicates of the sockets, so the control thread is never kept waiting
         // on the lock while this thread sleeps.
-        let watched: Vec<OwnedFd> = lock()
-            .clients
+        let watched: Vec<OwnedFd> = lock(clients)
             .values()
-            .flat_map(|c| [c.sockets.udp.as_fd(), c.sockets.tcp.as_fd()])
+            .flat_map(|c| [c.udp.as_fd(), c.tcp.as_fd()])
             .filter_map(|fd| fd.try_clone_to_owned().ok())
             .collect();
-        let mut fds: Vec<PollFd<'_>> = std::iter::once(PollFd::new(upstream_socket, PollFlags::IN))
-            .chain(watched.iter().map(|fd| PollFd::new(fd, PollFlags::IN)))
+        let mut fds: Vec<PollFd<'_>> = std::iter::once(upstream_socket.as_fd())
+            .chain(gateway_tcp.as_ref().map(AsFd::as_fd))
+            .chain(watched.iter().map(AsFd::as_fd))
+            .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
             .collect();
         let _ = poll(&mut fds, Some(&timeout));
         drop(fds);
         drop(watched);
 
-        let guard = lock();
+        // TCP at the gateways: the scope is that of the container the engine said the
+        // connection carries (none for a connection it did not announce).
+        while let Some(Ok((stream, peer))) = gateway_tcp.as_ref().map(TcpListener::accept) {
+            serve_tcp(stream, &mut buf, &mut out, upstream, |query, out| {
+                let mut names = lock(names);
+                let asker = names.tcp_askers.remove(&peer);
+                let scope = asker.map_or(&[][..], |(net, ip, _)| names.scope_at(net, ip));
+                names.table.answer_tcp(query, scope, out)
+            });
+        }
+
+        let clients = lock(clients);
         // Answers from upstream go back to the container that asked, with its ID.
         while let Ok((n, _)) = upstream_socket.recv_from(&mut buf) {
             let Some(p) = (n >= 12)
@@ -204,17 +316,23 @@ fn run(
                 continue;
             };
             buf[..2].copy_from_slice(&p.id);
-            if let Some(c) = guard.clients.get(&p.container) {
-                let _ = c.sockets.udp.send_to(&buf[..n], p.client);
+            if let Some(c) = clients.get(&p.container) {
+                let _ = c.udp.send_to(&buf[..n], p.client);
             }
         }
         let now = Instant::now();
         pending.retain(|_, p| p.deadline > now);
-        for (name, client) in &guard.clients {
-            while let Ok((n, from)) = client.sockets.udp.recv_from(&mut buf) {
-                match guard.table.answer(&buf[..n], &client.scope, &mut out) {
+        for (name, client) in clients.iter() {
+            while let Ok((n, from)) = client.udp.recv_from(&mut buf) {
+                let verdict = {
+                    let names = lock(names);
+                    names
+                        .table
+                        .answer(&buf[..n], names.scope_of(name), &mut out)
+                };
+                match verdict {
                     DnsVerdict::Answer { len } => {
-                        let _ = client.sockets.udp.send_to(&out[..len], from);
+                        let _ = client.udp.send_to(&out[..len], from);
                     }
                     DnsVerdict::Forward if n >= 12 => {
                         let Some(upstream) = upstream else { continue };
@@ -237,40 +355,53 @@ fn run(
                     DnsVerdict::Forward | DnsVerdict::Drop => {}
                 }
             }
-            // TCP (RFC 7766): resolvers retry truncated answers over TCP with one
-            // query per connection; answer it and close.
-            while let Ok((mut stream, _)) = client.sockets.tcp.accept() {
-                let _ = stream.set_nonblocking(false);
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-                let mut len = [0u8; 2];
-                if stream.read_exact(&mut len).is_err() {
-                    continue;
-                }
-                let n = usize::from(u16::from_be_bytes(len)).min(MAX_MESSAGE);
-                if stream.read_exact(&mut buf[..n]).is_err() {
-                    continue;
-                }
-                let reply = match guard.table.answer_tcp(&buf[..n], &client.scope, &mut out) {
-                    DnsVerdict::Answer { len } => Some(out[..len].to_vec()),
-                    DnsVerdict::Forward => upstream.and_then(|u| forward_tcp(u, &buf[..n])),
-                    DnsVerdict::Drop => None,
-                };
-                if let Some(reply) = reply
-                    && let Ok(len) = u16::try_from(reply.len())
-                {
-                    let _ = stream.write_all(&len.to_be_bytes());
-                    let _ = stream.write_all(&reply);
-                }
+            while let Ok((stream, _)) = client.tcp.accept() {
+                serve_tcp(stream, &mut buf, &mut out, upstream, |query, out| {
+                    let names = lock(names);
+                    names.table.answer_tcp(query, names.scope_of(name), out)
+                });
             }
         }
     }
 }
 
+/// Serves one TCP connection (RFC 7766): resolvers retry truncated answers over TCP
+/// with one query per connection; it is answered with `answer` (which must not block)
+/// or forwarded, and the connection closed.
+fn serve_tcp(
+    mut stream: TcpStream,
+    buf: &mut [u8],
+    out: &mut [u8],
+    upstream: Option<SocketAddr>,
+    answer: impl FnOnce(&[u8], &mut [u8]) -> DnsVerdict,
+) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut len = [0u8; 2];
+    if stream.read_exact(&mut len).is_err() {
+        return;
+    }
+    let n = usize::from(u16::from_be_bytes(len)).min(buf.len());
+    if stream.read_exact(&mut buf[..n]).is_err() {
+        return;
+    }
+    let reply = match answer(&buf[..n], out) {
+        DnsVerdict::Answer { len } => Some(out[..len].to_vec()),
+        DnsVerdict::Forward => upstream.and_then(|u| forward_tcp(u, &buf[..n])),
+        DnsVerdict::Drop => None,
+    };
+    if let Some(reply) = reply
+        && let Ok(len) = u16::try_from(reply.len())
+    {
+        let _ = stream.write_all(&len.to_be_bytes());
+        let _ = stream.write_all(&reply);
+    }
+}
+
 /// Asks `upstream` over TCP and returns its answer (blocking, bounded by timeouts).
 fn forward_tcp(upstream: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&upstream, Duration::from_secs(2)).ok()?;
+    let mut stream = TcpStream::connect_timeout(&upstream, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(UPSTREAM_TIMEOUT)).ok()?;
     let len = u16::try_from(query.len()).ok()?;
     stream.write_all(&len.to_be_bytes()).ok()?;

@@ -23,11 +23,12 @@ use smoltcp::iface::SocketHandle;
 use socket2::{Domain, Protocol, Socket, Type};
 use tapnet_conntrack::{Conntrack, FlowKey, Proto, TcpFlags, Zone};
 use tapnet_switch::NetworkId;
+use tapnet_switch::dns::DnsVerdict;
 use tapnet_wire::Instant;
 
 use super::link::EngineLink;
 use super::tcp::{L4Terminator, SmolTerminator, TxSink};
-use super::{Command, EngineConfig, EngineNetwork, EngineStats, Forward, ForwardProto};
+use super::{Command, EngineConfig, EngineNetwork, EngineStats, Forward, ForwardProto, LocalNames};
 use tapnet_wire::ip::{self as packet, IpView, TcpView, Unreachable};
 use tapnet_wire::reassembly::Reassembler;
 
@@ -237,6 +238,8 @@ pub(super) struct EngineLoop {
     outbound4: Option<Ipv4Addr>,
     outbound6: Option<Ipv6Addr>,
     resolvers: Vec<std::net::IpAddr>,
+    /// Names answered at the DNS addresses before the resolvers are asked.
+    local_names: Option<Arc<dyn LocalNames>>,
     dirty: Vec<u64>,
     seen: Vec<(FlowKey, TcpFlags, usize)>,
     stats: EngineStats,
@@ -301,6 +304,7 @@ impl EngineLoop {
             outbound4: config.outbound_addr,
             outbound6: config.outbound_addr6,
             resolvers: config.resolvers,
+            local_names: config.local_names,
             dirty: Vec::new(),
             seen: Vec::new(),
             stats: EngineStats::default(),
@@ -518,20 +522,21 @@ impl EngineLoop {
     /// Where a guest's destination goes on the host; `None` when nowhere.
     fn map_dst(&self, net: NetworkId, dst: IpAddr, port: Option<u16>) -> Option<IpAddr> {
         let cfg = &self.nets.get(&net)?.cfg;
+        // Port 53 of the DNS address goes to the resolvers, even where the DNS address
+        // is the gateway's (a daemon network); its other ports lead to the host's
+        // loopback then.
+        let is_dns = cfg.is_dns(dst);
+        if is_dns && port == Some(53) {
+            return self.resolvers.first().copied();
+        }
         if dst == IpAddr::V4(cfg.gateway) {
             return cfg.host_loopback.then_some(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
         if cfg.gateway6.is_some_and(|g| dst == IpAddr::V6(g)) {
             return cfg.host_loopback.then_some(IpAddr::V6(Ipv6Addr::LOCALHOST));
         }
-        let is_dns = cfg.dns.is_some_and(|d| dst == IpAddr::V4(d))
-            || cfg.dns6.is_some_and(|d| dst == IpAddr::V6(d));
         if is_dns {
-            return if port == Some(53) {
-                self.resolvers.first().copied()
-            } else {
-                None
-            };
+            return None;
         }
         let unusable = match dst {
             IpAddr::V4(a) => {
@@ -659,13 +664,28 @@ impl EngineLoop {
         self.emit(net, |b| packet::build_rst_for(b, ip, t));
     }
 
+    /// The server of the local names for a TCP connection to `dst`, when `dst` is port
+    /// 53 of the network's DNS address and there is one.
+    fn local_dns_tcp(&self, net: NetworkId, dst: SocketAddr) -> Option<SocketAddr> {
+        if dst.port() != 53 || !self.nets.get(&net)?.cfg.is_dns(dst.ip()) {
+            return None;
+        }
+        self.local_names.as_deref()?.tcp_server()
+    }
+
     fn tcp_egress(&mut self, net: NetworkId, pkt: &[u8], ip: &IpView, t: &TcpView, key: FlowKey) {
-        let Some(target_ip) = self.map_dst(net, ip.dst, Some(t.dst_port)) else {
-            self.stats.tcp_refused += 1;
-            self.refuse_syn(net, ip, t);
-            return;
+        let local_dns = self.local_dns_tcp(net, SocketAddr::new(ip.dst, t.dst_port));
+        let target = match local_dns {
+            Some(server) => server,
+            None => {
+                let Some(target_ip) = self.map_dst(net, ip.dst, Some(t.dst_port)) else {
+                    self.stats.tcp_refused += 1;
+                    self.refuse_syn(net, ip, t);
+                    return;
+                };
+                SocketAddr::new(target_ip, t.dst_port)
+            }
         };
-        let target = SocketAddr::new(target_ip, t.dst_port);
         if !self.track(&key, Some(flags(t)), pkt.len()) {
             self.refuse_syn(net, ip, t);
             return;
@@ -681,6 +701,12 @@ impl EngineLoop {
                 return;
             }
         };
+        if local_dns.is_some()
+            && let Some(names) = self.local_names.as_deref()
+            && let Ok(local) = stream.local_addr()
+        {
+            names.tcp_client(local, net, ip.src);
+        }
         let elapsed = self.elapsed();
         let n = self.nets.get_mut(&net).expect("checked by the caller");
         let mut sink = Sink {
@@ -1049,6 +1075,9 @@ impl EngineLoop {
         };
         let guest = SocketAddr::new(ip.src, sport);
         let remote = SocketAddr::new(ip.dst, dport);
+        if dport == 53 && self.local_dns(net, guest, remote, payload) {
+            return;
+        }
         let key = FlowKey {
             zone: zone_of(net),
             proto: Proto::Udp,
@@ -1125,6 +1154,32 @@ impl EngineLoop {
         match sent {
             Ok(n) => self.stats.host_tx_bytes += n as u64,
             Err(_) => self.stats.drop_host_send += 1,
+        }
+    }
+
+    /// A DNS query to the network's DNS address that the local names answer (or
+    /// drop): the response goes back from that address. Returns whether the query was
+    /// taken; if not, it goes on to the resolvers.
+    fn local_dns(
+        &mut self,
+        net: NetworkId,
+        guest: SocketAddr,
+        dns: SocketAddr,
+        query: &[u8],
+    ) -> bool {
+        let Some(names) = self.local_names.as_deref() else {
+            return false;
+        };
+        if !self.nets.get(&net).is_some_and(|n| n.cfg.is_dns(dns.ip())) {
+            return false;
+        }
+        match names.answer(net, guest.ip(), query, &mut self.buf[..MAX_UDP]) {
+            DnsVerdict::Answer { len } => {
+                self.udp_to_guest(net, dns, guest, len);
+                true
+            }
+            DnsVerdict::Drop => true,
+            DnsVerdict::Forward => false,
         }
     }
 

@@ -17,7 +17,7 @@ mod tcp;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -25,6 +25,7 @@ use anyhow::Context as _;
 use crossbeam_channel::{Sender, bounded};
 use tapnet_conntrack::{ConntrackConfig, EntryInfo};
 use tapnet_switch::NetworkId;
+use tapnet_switch::dns::DnsVerdict;
 
 pub(crate) use link::PacketLink;
 pub(crate) use resolv::{host_resolvers, interface_addr};
@@ -46,6 +47,40 @@ pub(crate) struct EngineNetwork {
     pub(crate) mtu: u32,
 }
 
+impl EngineNetwork {
+    /// Is `ip` one of the network's DNS addresses?
+    pub(crate) fn is_dns(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => self.dns == Some(a),
+            IpAddr::V6(a) => self.dns6 == Some(a),
+        }
+    }
+}
+
+/// Names the engine answers itself at a network's DNS address instead of asking the
+/// host's resolvers: the daemon's embedded DNS (the names of its containers). Asked
+/// for UDP datagrams and TCP connections to port 53 of a DNS address, and for nothing
+/// else, so an implementation may take a lock.
+pub(crate) trait LocalNames: Send + Sync + std::fmt::Debug {
+    /// Answers the DNS message `query` (a UDP payload) that `client` sent on network
+    /// `net`, writing the response into `out` ([`DnsVerdict::Answer`]); or says it is
+    /// to go to the host's resolvers ([`DnsVerdict::Forward`]) or be ignored.
+    fn answer(&self, net: NetworkId, client: IpAddr, query: &[u8], out: &mut [u8]) -> DnsVerdict;
+
+    /// Where TCP connections to port 53 of a DNS address go instead of the resolvers:
+    /// a host server that answers with the same names (and forwards the rest). `None`:
+    /// to the resolvers.
+    fn tcp_server(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    /// The engine's host socket `local`, connecting to [`Self::tcp_server`], carries
+    /// the queries of `client` on network `net` (called before any byte is sent).
+    fn tcp_client(&self, local: SocketAddr, net: NetworkId, client: IpAddr) {
+        let _ = (local, net, client);
+    }
+}
+
 /// Engine settings.
 #[derive(Clone, Debug)]
 pub(crate) struct EngineConfig {
@@ -56,6 +91,9 @@ pub(crate) struct EngineConfig {
     /// The host's DNS servers (from /etc/resolv.conf unless given).
     pub(crate) resolvers: Vec<IpAddr>,
     pub(crate) conntrack: ConntrackConfig,
+    /// Names answered at the DNS addresses before the resolvers are asked (`None`:
+    /// every query goes to the resolvers, as slirp4netns does).
+    pub(crate) local_names: Option<Arc<dyn LocalNames>>,
 }
 
 /// Transport protocol of a port forward.

@@ -120,6 +120,11 @@ struct Rig {
 
 impl Rig {
     fn new(mtu: u32, allow_ping: bool) -> Self {
+        Self::build(mtu, allow_ping, None)
+    }
+
+    /// With `local_names`, the DNS addresses are the gateway's (as on a daemon network).
+    fn build(mtu: u32, allow_ping: bool, local_names: Option<Arc<dyn LocalNames>>) -> Self {
         let host = Netns::new();
         host.sh(&["ip", "addr", "add", "127.0.0.77/8", "dev", "lo"]);
         if allow_ping {
@@ -151,15 +156,16 @@ impl Rig {
                 id: NET,
                 gateway: GW,
                 host_loopback: true,
-                dns: Some(DNS),
+                dns: Some(if local_names.is_some() { GW } else { DNS }),
                 gateway6: Some(GW6),
-                dns6: Some(DNS6),
+                dns6: Some(if local_names.is_some() { GW6 } else { DNS6 }),
                 mtu,
             }],
             outbound_addr: None,
             outbound_addr6: None,
             resolvers: vec![IpAddr::V4(RESOLVER)],
             conntrack: ConntrackConfig::default(),
+            local_names,
         };
         let (engine, link) = host.run(|| Engine::spawn(config)).expect("spawn engine");
         let stop = Arc::new(AtomicBool::new(false));
@@ -420,6 +426,145 @@ fn dns_address_forwards_to_host_resolver() {
         });
     }
     stub.join().unwrap();
+}
+
+/// Local names for [`dns_at_the_gateway_answers_local_names_first`]: "mine" is answered
+/// with the network and the client's address, "mute" is dropped, the rest forwarded.
+/// TCP goes to `tcp` once it is set; the engine's announcements are kept.
+#[derive(Debug, Default)]
+struct StubNames {
+    asked: std::sync::atomic::AtomicUsize,
+    tcp: std::sync::Mutex<Option<SocketAddr>>,
+    tcp_clients: std::sync::Mutex<Vec<(SocketAddr, NetworkId, IpAddr)>>,
+}
+
+impl LocalNames for StubNames {
+    fn answer(&self, net: NetworkId, client: IpAddr, query: &[u8], out: &mut [u8]) -> DnsVerdict {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        match query {
+            b"mine" => {
+                let text = format!("net {} client {client}", net.0);
+                out[..text.len()].copy_from_slice(text.as_bytes());
+                DnsVerdict::Answer { len: text.len() }
+            }
+            b"mute" => DnsVerdict::Drop,
+            _ => DnsVerdict::Forward,
+        }
+    }
+
+    fn tcp_server(&self) -> Option<SocketAddr> {
+        *self.tcp.lock().unwrap()
+    }
+
+    fn tcp_client(&self, local: SocketAddr, net: NetworkId, client: IpAddr) {
+        self.tcp_clients.lock().unwrap().push((local, net, client));
+    }
+}
+
+/// Where the DNS address is the gateway's, UDP port 53 there is answered by the local
+/// names (from gateway:53) or else forwarded to the host resolver; TCP port 53 goes to
+/// the resolver, or to the names' server, announced, when they have one; other ports
+/// still reach the host's loopback, without asking the names.
+#[test]
+fn dns_at_the_gateway_answers_local_names_first() {
+    if skip_unless_root("dns_at_the_gateway_answers_local_names_first") {
+        return;
+    }
+    let names = Arc::new(StubNames::default());
+    let rig = Rig::build(1500, false, Some(Arc::clone(&names) as Arc<dyn LocalNames>));
+    let (resolver, resolver_tcp, echo) = rig.host.run(|| {
+        (
+            UdpSocket::bind((RESOLVER, 53)).unwrap(),
+            TcpListener::bind((RESOLVER, 53)).unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        )
+    });
+    let echo_port = echo.local_addr().unwrap().port();
+    let stub = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        for s in [&resolver, &echo] {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        }
+        // "other" over IPv4 and IPv6, then one datagram to the echo port.
+        for _ in 0..2 {
+            let (n, peer) = resolver.recv_from(&mut buf).unwrap();
+            let mut answer = buf[..n].to_vec();
+            answer.reverse();
+            resolver.send_to(&answer, peer).unwrap();
+        }
+        let (n, peer) = echo.recv_from(&mut buf).unwrap();
+        echo.send_to(&buf[..n], peer).unwrap();
+        let (mut s, _) = resolver_tcp.accept().unwrap();
+        s.write_all(b"resolver over tcp").unwrap();
+    });
+    for (gw, guest) in [
+        (IpAddr::V4(GW), IpAddr::V4(GUEST)),
+        (IpAddr::V6(GW6), IpAddr::V6(GUEST6)),
+    ] {
+        rig.guest.run(|| {
+            let bind = SocketAddr::new(guest, 0);
+            let s = UdpSocket::bind(bind).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 512];
+            s.send_to(b"mine", (gw, 53)).unwrap();
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            assert_eq!(from, SocketAddr::new(gw, 53));
+            assert_eq!(
+                &buf[..n],
+                format!("net {} client {guest}", NET.0).as_bytes()
+            );
+            // Dropped: nothing comes back; the next query still gets its answer.
+            s.send_to(b"mute", (gw, 53)).unwrap();
+            s.send_to(b"other", (gw, 53)).unwrap();
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            assert_eq!(from, SocketAddr::new(gw, 53));
+            assert_eq!(&buf[..n], b"rehto");
+        });
+    }
+    assert_eq!(names.asked.load(Ordering::Relaxed), 6);
+    rig.guest.run(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect((GW, echo_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.send(b"hello loopback").unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello loopback");
+        let mut t = TcpStream::connect_timeout(&(GW, 53).into(), Duration::from_secs(5)).unwrap();
+        t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = String::new();
+        t.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "resolver over tcp");
+    });
+    stub.join().unwrap();
+    assert_eq!(
+        names.asked.load(Ordering::Relaxed),
+        6,
+        "the names were asked about other ports or TCP"
+    );
+    assert!(names.tcp_clients.lock().unwrap().is_empty());
+
+    // With a TCP server of the names: the connection goes there, announced first.
+    let server = rig.host.run(|| TcpListener::bind("127.0.0.1:0")).unwrap();
+    *names.tcp.lock().unwrap() = Some(server.local_addr().unwrap());
+    let serve = std::thread::spawn(move || {
+        let (mut s, peer) = server.accept().unwrap();
+        s.write_all(b"names over tcp").unwrap();
+        peer
+    });
+    // Over IPv6, to a server on the host's IPv4 loopback.
+    rig.guest.run(|| {
+        let mut t = TcpStream::connect_timeout(&(GW6, 53).into(), Duration::from_secs(5)).unwrap();
+        t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = String::new();
+        t.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "names over tcp");
+    });
+    let peer = serve.join().unwrap();
+    assert_eq!(
+        *names.tcp_clients.lock().unwrap(),
+        vec![(peer, NET, IpAddr::V6(GUEST6))]
+    );
 }
 
 fn ping(ns: &Netns, dst: &str) -> bool {

@@ -143,6 +143,7 @@ impl StackConfig {
             outbound_addr6: self.outbound_addr6,
             resolvers: crate::engine::host_resolvers(),
             conntrack: ConntrackConfig::default(),
+            local_names: None,
         }
     }
 
