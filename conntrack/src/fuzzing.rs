@@ -123,6 +123,7 @@ fn flags(bits: u8) -> TcpFlags {
 struct ModelFlow {
     keys: [FlowKey; 2],
     assured: bool,
+    created: Instant,
 }
 
 /// A [`Conntrack`] plus a reference model; every method checks the invariants and
@@ -172,6 +173,7 @@ impl CheckedConntrack {
             ModelFlow {
                 keys: [original, reply],
                 assured: false,
+                created: self.now,
             },
         );
     }
@@ -210,7 +212,7 @@ impl CheckedConntrack {
                     assert_eq!(tracked.state, State::TcpSynSent);
                     flow.assured = false;
                 }
-                Self::note_state(flow, tracked);
+                Self::note_state(flow, tracked, self.now);
             }
             (Some(known), Err(refused)) => {
                 panic!("known flow {known:?} refused: {refused:?}")
@@ -220,7 +222,7 @@ impl CheckedConntrack {
                 assert_eq!(tracked.direction, Direction::Original);
                 self.learn(tracked.id, *key, key.reversed());
                 let flow = self.flows.get_mut(&tracked.id).expect("just learned");
-                Self::note_state(flow, tracked);
+                Self::note_state(flow, tracked, self.now);
             }
             (None, Err(Refused::NotNew)) => {
                 assert_eq!(key.proto, Proto::Tcp);
@@ -236,9 +238,15 @@ impl CheckedConntrack {
         self.check_sizes();
     }
 
-    fn note_state(flow: &mut ModelFlow, tracked: Tracked) {
-        if matches!(tracked.state, State::TcpEstablished | State::Replied) {
-            flow.assured = true;
+    fn note_state(flow: &mut ModelFlow, tracked: Tracked, now: Instant) {
+        // A replied UDP flow is a stream (assured) only two seconds after it started,
+        // as in Linux; TCP once established; ICMP once replied.
+        let stream = flow.keys[0].proto != Proto::Udp
+            || now.saturating_duration_since(flow.created) > Duration::from_secs(2);
+        match tracked.state {
+            State::TcpEstablished => flow.assured = true,
+            State::Replied if stream => flow.assured = true,
+            _ => {}
         }
     }
 

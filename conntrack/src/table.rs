@@ -448,6 +448,10 @@ mod flag {
 }
 
 /// One tracked flow. `keys[d]` and `counters[d]` are indexed by [`Direction::index`].
+/// How long a replied UDP flow must live before it counts as a stream (Linux's
+/// `stream_ts`, two seconds).
+const UDP_STREAM_AFTER: Duration = Duration::from_secs(2);
+
 #[derive(Clone, Debug)]
 struct Entry {
     keys: [FlowKey; 2],
@@ -459,6 +463,8 @@ struct Entry {
     state: State,
     /// [`flag::ASSURED`] and the [`tcp::fin`] bits.
     flags: u8,
+    /// When the entry was created (Linux's UDP `stream_ts` is two seconds later).
+    created: Instant,
 }
 
 impl Entry {
@@ -858,7 +864,24 @@ impl Conntrack {
                     }
                 }
             }
-            Proto::Udp | Proto::IcmpEcho => {
+            Proto::Udp => {
+                // Linux nf_conntrack_udp_packet: a reply makes the flow SEEN_REPLY; it
+                // becomes a stream (ASSURED, the longer udp_stream timeout) only when
+                // still active two seconds after it started, so one-shot exchanges
+                // such as DNS queries keep the short timeout and stay evictable.
+                if dir == Direction::Reply && entry.state == State::Unreplied {
+                    entry.state = State::Replied;
+                }
+                if entry.state == State::Replied
+                    && !entry.assured()
+                    && now.saturating_duration_since(entry.created) > UDP_STREAM_AFTER
+                {
+                    entry.flags |= flag::ASSURED;
+                    became_assured = true;
+                }
+                true
+            }
+            Proto::IcmpEcho => {
                 // The first reply: seen both ways (IPS_SEEN_REPLY + IPS_ASSURED).
                 if dir == Direction::Reply && entry.state == State::Unreplied {
                     entry.state = State::Replied;
@@ -870,7 +893,12 @@ impl Conntrack {
         };
         let state = entry.state;
         if refresh {
-            entry.expires = now + timeouts.for_state(proto, state);
+            let timeout = if proto == Proto::Udp && !entry.assured() {
+                timeouts.udp
+            } else {
+                timeouts.for_state(proto, state)
+            };
+            entry.expires = now + timeout;
             // Later expiries are fixed up lazily when the heap item pops; an earlier
             // one (a shorter timeout, or time going backwards) must move the item.
             if entry.expires < entry.scheduled {
@@ -921,6 +949,7 @@ impl Conntrack {
             scheduled: expires,
             state,
             flags: 0,
+            created: now,
         };
         let slot = match self.free.pop() {
             Some(slot) => {

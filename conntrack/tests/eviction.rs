@@ -44,8 +44,10 @@ fn a_full_table_evicts_the_oldest_unassured_flow() {
         let now = T0 + Duration::from_secs(u64::from(i));
         ids.push(ct.track(now, &udp(i), None, 10).unwrap().id);
     }
-    // Flow 0 is replied (assured): flow 1 is now the oldest unassured one.
-    ct.track(T0, &udp(0).reversed(), None, 10).unwrap();
+    // Flow 0 is replied more than two seconds after it started, so it is a stream
+    // (assured, as in Linux): flow 1 is now the oldest unassured one.
+    ct.track(T0 + Duration::from_secs(3), &udp(0).reversed(), None, 10)
+        .unwrap();
     let now = T0 + Duration::from_secs(10);
     let t = ct.track(now, &udp(4), None, 10).unwrap();
     assert!(t.new);
@@ -112,7 +114,9 @@ fn a_table_full_of_assured_flows_refuses_new_ones_and_keeps_all() {
 fn an_expired_entry_is_reclaimed_before_an_unassured_one() {
     let mut ct = table(2);
     let a = ct.track(T0, &udp(0), None, 10).unwrap().id;
-    ct.track(T0, &udp(0).reversed(), None, 10).unwrap(); // assured, 120 s
+    // A reply after two seconds: a stream, assured, 120 s.
+    ct.track(T0 + Duration::from_secs(3), &udp(0).reversed(), None, 10)
+        .unwrap();
     let b = ct
         .track(T0 + Duration::from_secs(100), &udp(1), None, 10)
         .unwrap()
