@@ -556,12 +556,12 @@ pub fn check_emitted_frame(frame: &[u8], gw_mac: MacAddr) -> Result<(), String> 
 
 /// A cursor over the fuzzer's bytes that yields zeros once exhausted.
 #[derive(Debug)]
-struct Bytes<'a> {
-    data: &'a [u8],
+pub(super) struct Bytes<'a> {
+    pub(super) data: &'a [u8],
 }
 
 impl<'a> Bytes<'a> {
-    fn byte(&mut self) -> u8 {
+    pub(super) fn byte(&mut self) -> u8 {
         match self.data.split_first() {
             Some((&b, rest)) => {
                 self.data = rest;
@@ -571,7 +571,7 @@ impl<'a> Bytes<'a> {
         }
     }
 
-    fn take(&mut self, n: usize) -> &'a [u8] {
+    pub(super) fn take(&mut self, n: usize) -> &'a [u8] {
         let (head, rest) = self.data.split_at(n.min(self.data.len()));
         self.data = rest;
         head
@@ -586,7 +586,7 @@ fn network_id(b: u8) -> NetworkId {
     }
 }
 
-fn mutate(frame: &mut [u8], input: &mut Bytes<'_>, keep: core::ops::Range<usize>) {
+pub(super) fn mutate(frame: &mut [u8], input: &mut Bytes<'_>, keep: core::ops::Range<usize>) {
     for _ in 0..input.byte() % 4 {
         let (at, value) = (usize::from(input.byte()), input.byte());
         if frame.is_empty() {

@@ -49,6 +49,8 @@ mod ipv4;
 mod ipv6;
 mod neighbour;
 mod outside;
+#[doc(hidden)]
+pub mod outside_fuzzing;
 #[cfg(test)]
 mod outside_tests;
 #[cfg(test)]
