@@ -354,7 +354,7 @@ fn ipv6_daemon_network() {
     let _server = host.spawn(&[
         "socat",
         "TCP6-LISTEN:7500,bind=[::1],reuseaddr,fork",
-        "SYSTEM:echo six",
+        "SYSTEM:read line; echo six",
     ]);
     let daemon = Daemon::start_wrapped("auto", None, &["ip", "netns", "exec", &host.name]);
     daemon.cli_ok(&[
