@@ -161,6 +161,14 @@ struct DaemonArgs {
     /// on-link destinations are reachable)
     #[arg(long, value_name = "IP", requires = "uplink")]
     uplink_gw: Option<Ipv4Addr>,
+    /// tapnet's own IPv6 address and prefix on the uplink's network, such as
+    /// 2001:db8::2/64: networks' IPv6 prefixes are then routed through the uplink
+    /// without translation (the outside must route them to this address)
+    #[arg(long, value_name = "CIDR6", requires = "uplink")]
+    uplink_ip6: Option<ipnet::Ipv6Net>,
+    /// The IPv6 next hop for destinations outside the uplink's IPv6 prefix
+    #[arg(long, value_name = "IP6", requires = "uplink_ip6")]
+    uplink_gw6: Option<std::net::Ipv6Addr>,
 }
 
 /// `NAME=SECS` for `--conntrack-timeout`.
@@ -321,6 +329,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         ifname,
                         addr,
                         gateway: args.uplink_gw,
+                        addr6: args.uplink_ip6,
+                        gateway6: args.uplink_gw6,
                     }
                 }),
             };

@@ -370,3 +370,115 @@ fn uplink_errors_are_clear() {
     assert_eq!(err.lines().count(), 1, "{err}");
     daemon.cli_ok(&["network", "create", "n", "--subnet", "10.246.0.0/24"]);
 }
+
+/// With an IPv6 address on the uplink, a network's IPv6 prefix is routed through it
+/// without translation: the outside sees the container's own address, replies come
+/// back, unsolicited traffic does not, and tapnet's address answers NDP and ping.
+#[test]
+fn ipv6_is_routed_through_the_uplink() {
+    if !require_root("ipv6_is_routed_through_the_uplink") {
+        return;
+    }
+    let host = Netns::new();
+    host.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    let _host_etc = EtcNetns::resolv_conf(&host, "127.0.0.77");
+    let (outside, uplink) = outside_behind(&host);
+    let container = Netns::new();
+    for ns in [&outside, &container] {
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0"]);
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=0"]);
+    }
+    let peer = outside.exec_ok(&["sh", "-c", "ls /sys/class/net | grep -v lo"]);
+    let peer = peer.trim();
+    outside.exec_ok(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{peer}.disable_ipv6=0"),
+    ]);
+    outside.exec_ok(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:1::1/64",
+        "dev",
+        peer,
+        "nodad",
+    ]);
+    outside.exec_ok(&[
+        "ip",
+        "-6",
+        "route",
+        "add",
+        "fd00:77::/64",
+        "via",
+        "2001:db8:1::2",
+    ]);
+    let _server = outside.spawn(&[
+        "socat",
+        "TCP6-LISTEN:8600,reuseaddr,fork",
+        "SYSTEM:read line; echo outside sees $SOCAT_PEERADDR",
+    ]);
+    let daemon = Daemon::start_full(
+        "auto",
+        None,
+        &["ip", "netns", "exec", &host.name],
+        &[
+            "--uplink",
+            &uplink,
+            "--uplink-ip",
+            &format!("{UPLINK_IP}/24"),
+            "--uplink-ip6",
+            "2001:db8:1::2/64",
+        ],
+    );
+    daemon.cli_ok(&[
+        "network",
+        "create",
+        "six",
+        "--subnet",
+        "10.247.0.0/24",
+        "--ipv6",
+        "--subnet6",
+        "fd00:77::/64",
+    ]);
+    daemon.cli_ok(&[
+        "connect",
+        "six",
+        "--netns",
+        &container.path(),
+        "--name",
+        "c",
+    ]);
+    let _c_server = container.spawn(&[
+        "socat",
+        "TCP6-LISTEN:80,reuseaddr,fork",
+        "SYSTEM:read line; echo c answers",
+    ]);
+    let ping6 = |ns: &Netns, ip: &str| {
+        ns.exec(&["ping", "-6", "-c", "3", "-i", "0.2", "-W", "1", "-q", ip])
+            .status
+            .success()
+    };
+    assert!(
+        ping6(&outside, "2001:db8:1::2"),
+        "the uplink's IPv6 address"
+    );
+    assert!(
+        ping6(&container, "2001:db8:1::1"),
+        "container to the outside"
+    );
+    assert_eq!(
+        ask(&container, "TCP6:[2001:db8:1::1]:8600,connect-timeout=2"),
+        "outside sees [fd00:0077:0000:0000:0000:0000:0000:0002]"
+    );
+    assert_eq!(ask(&outside, "TCP6:[fd00:77::2]:80,connect-timeout=2"), "");
+    assert!(uplink_drops(&daemon, "unsolicited_ipv6") > 0);
+    let listing = daemon.cli_ok(&["conntrack"]);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("tcp") && l.contains("src=fd00:77::2 dst=2001:db8:1::1")),
+        "{listing}"
+    );
+}

@@ -54,6 +54,8 @@ pub(crate) struct UplinkOptions {
     pub(crate) ifname: String,
     pub(crate) addr: Ipv4Net,
     pub(crate) gateway: Option<Ipv4Addr>,
+    pub(crate) addr6: Option<ipnet::Ipv6Net>,
+    pub(crate) gateway6: Option<std::net::Ipv6Addr>,
 }
 
 /// The packet uplink's port id: far from the container ports (counted up from 0) and
@@ -101,15 +103,23 @@ fn open_packet_uplink(
         .with_context(|| format!("open an AF_PACKET socket on {name} (needs CAP_NET_RAW)"))?;
     packet::set_promiscuous(&fd, index)
         .with_context(|| format!("put {name} in promiscuous mode"))?;
+    if let (Some(gw), Some(net6)) = (options.gateway6, options.addr6)
+        && (gw == net6.addr() || gw.is_multicast())
+    {
+        anyhow::bail!("--uplink-gw6 {gw} is not a neighbour's address");
+    }
     let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 1u8);
+    let mut outside = OutsideConfig::new(
+        MacAddr::from_ipv4_docker(addr.octets()),
+        addr,
+        options.addr.prefix_len(),
+        options.gateway,
+    );
+    outside.addr6 = options.addr6.map(|n| (n.addr(), n.prefix_len()));
+    outside.gateway6 = options.gateway6;
     let config = PacketUplinkConfig {
         port: UPLINK_PORT,
-        outside: OutsideConfig::new(
-            MacAddr::from_ipv4_docker(addr.octets()),
-            addr,
-            options.addr.prefix_len(),
-            options.gateway,
-        ),
+        outside,
         nat: NatConfig {
             uplink_addr: addr,
             conntrack: conntrack.clone(),

@@ -8,13 +8,21 @@
 //! everything else is dropped and counted. IPv4 packets the router sends towards the
 //! uplink go to [`Nat::handle_outbound`] first: translated ones leave through the
 //! outside port, hairpin ones re-enter a network, and untouched ones (to a gateway's
-//! own address, IPv6) keep going to host-socket egress, which thereby coexists with
-//! the packet uplink on the same networks.
+//! own address) keep going to host-socket egress, which thereby coexists with the
+//! packet uplink on the same networks.
+//!
+//! IPv6, when the uplink has an IPv6 address, is routed without translation (as
+//! Docker routes IPv6): the networks' prefixes must be routed to tapnet's address by
+//! the outside. Flows are tracked so that, as with Docker's ip6tables rules, replies
+//! (and ICMPv6 errors about them) come in and unsolicited traffic does not. Without an
+//! IPv6 address on the uplink, IPv6 keeps leaving through host sockets.
 
+use std::net::Ipv6Addr;
 use std::ops::Range;
 
 use tapnet_nat::{
-    EntryInfo, Nat, NatConfig, NatCounters, NatVerdict, Network as NatNetwork, PublishRule, Zone,
+    Conntrack, Direction, EntryInfo, FlowKey, Nat, NatConfig, NatCounters, NatVerdict,
+    Network as NatNetwork, Proto, PublishRule, TcpFlags, Zone,
 };
 use tapnet_switch::NetworkId;
 use tapnet_switch::router::{
@@ -61,6 +69,90 @@ pub(crate) struct PacketUplink {
     ttl_exceeded: u64,
     /// Packets to the uplink's own address that nothing serves.
     unserved_local: u64,
+    /// The uplink routes IPv6.
+    ipv6: bool,
+    /// The networks' IPv6 prefixes and gateways.
+    prefixes6: Vec<Prefix6>,
+    /// IPv6 flows routed through the uplink (one zone: the addresses are global).
+    routed6: Conntrack,
+    /// Inbound IPv6 packets that belong to no tracked flow.
+    unsolicited6: u64,
+}
+
+/// A network's IPv6 prefix, for routing inbound packets.
+#[derive(Clone, Copy, Debug)]
+struct Prefix6 {
+    net: NetworkId,
+    prefix: u128,
+    mask: u128,
+    gateway: Ipv6Addr,
+}
+
+/// The conntrack key of an IPv6 packet (`None` for protocols that are not tracked)
+/// and its TCP flags.
+fn key6(ip: &[u8]) -> Option<(FlowKey, Option<TcpFlags>)> {
+    let view = tapnet_wire::ip::IpView::parse(ip)?;
+    let l4 = ip.get(view.l4_offset..view.l4_offset + view.l4_len)?;
+    let (proto, src_port, dst_port, tcp) = match view.proto {
+        6 => {
+            let t = tapnet_wire::ip::TcpView::parse(l4)?;
+            let flags = TcpFlags {
+                syn: t.syn,
+                ack: t.ack,
+                fin: t.fin,
+                rst: t.rst,
+            };
+            (Proto::Tcp, t.src_port, t.dst_port, Some(flags))
+        }
+        17 => {
+            let (src, dst, _) = tapnet_wire::ip::udp_ports(l4)?;
+            (Proto::Udp, src, dst, None)
+        }
+        58 if matches!(l4.first(), Some(128 | 129)) => {
+            let id = u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]);
+            (Proto::IcmpEcho, id, id, None)
+        }
+        _ => return None,
+    };
+    let key = FlowKey {
+        zone: Zone(0),
+        proto,
+        src: view.src,
+        src_port,
+        dst: view.dst,
+        dst_port,
+    };
+    Some((key, tcp))
+}
+
+/// The conntrack key of the packet an ICMPv6 error quotes: only its fixed header and
+/// the first bytes of its transport header are there (RFC 4443 2.4(c) truncates it).
+fn quoted_key6(q: &[u8]) -> Option<FlowKey> {
+    let addr = |at: usize| -> Option<Ipv6Addr> {
+        let a: [u8; 16] = q.get(at..at + 16)?.try_into().ok()?;
+        Some(Ipv6Addr::from(a))
+    };
+    let word =
+        |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*q.get(at)?, *q.get(at + 1)?])) };
+    let (proto, src_port, dst_port) = match *q.get(6)? {
+        6 => (Proto::Tcp, word(40)?, word(42)?),
+        17 => (Proto::Udp, word(40)?, word(42)?),
+        58 if q.get(40) == Some(&128) => (Proto::IcmpEcho, word(44)?, word(44)?),
+        _ => return None,
+    };
+    Some(FlowKey {
+        zone: Zone(0),
+        proto,
+        src: addr(8)?.into(),
+        src_port,
+        dst: addr(24)?.into(),
+        dst_port,
+    })
+}
+
+fn ipv6_dst(ip: &[u8]) -> Option<Ipv6Addr> {
+    let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
+    Some(Ipv6Addr::from(d))
 }
 
 /// Counters of the packet uplink, for `tapnet stats`.
@@ -71,20 +163,31 @@ pub(crate) struct PacketUplinkStats {
     pub(crate) flows: usize,
     pub(crate) ttl_exceeded: u64,
     pub(crate) unserved_local: u64,
+    pub(crate) unsolicited6: u64,
 }
 
 impl PacketUplink {
     pub(crate) fn new(config: PacketUplinkConfig) -> Self {
         Self {
             port: config.port,
+            ipv6: config.outside.addr6.is_some(),
             outside: OutsidePort::new(config.outside),
+            routed6: Conntrack::new(config.nat.conntrack.clone()),
             nat: Nat::new(NatConfig {
                 uplink_zone: UPLINK_ZONE,
                 ..config.nat
             }),
             ttl_exceeded: 0,
             unserved_local: 0,
+            prefixes6: Vec::new(),
+            unsolicited6: 0,
         }
+    }
+
+    /// The network whose IPv6 prefix holds `addr`.
+    fn network6(&self, addr: Ipv6Addr) -> Option<&Prefix6> {
+        let bits = addr.to_bits();
+        self.prefixes6.iter().find(|p| bits & p.mask == p.prefix)
     }
 
     /// Puts a routed network behind the NAT (networks with egress only).
@@ -94,7 +197,22 @@ impl PacketUplink {
         network: &RouterNetwork,
         masquerade: bool,
     ) -> anyhow::Result<()> {
-        let (Some(v4), true) = (&network.v4, network.egress) else {
+        if !network.egress {
+            return Ok(());
+        }
+        if let Some(v6) = &network.v6 {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(v6.prefix_len.min(128)))
+                .unwrap_or(0);
+            self.prefixes6.retain(|p| p.net != net);
+            self.prefixes6.push(Prefix6 {
+                net,
+                prefix: v6.prefix.to_bits() & mask,
+                mask,
+                gateway: v6.gateway,
+            });
+        }
+        let Some(v4) = &network.v4 else {
             return Ok(());
         };
         let zone = zone_of(net).ok_or_else(|| anyhow::anyhow!("network id too large"))?;
@@ -109,6 +227,7 @@ impl PacketUplink {
     }
 
     pub(crate) fn remove_network(&mut self, net: NetworkId) {
+        self.prefixes6.retain(|p| p.net != net);
         if let Some(zone) = zone_of(net) {
             self.nat.remove_network(zone);
         }
@@ -123,24 +242,31 @@ impl PacketUplink {
     }
 
     pub(crate) fn flows(&self, now: Instant) -> Vec<EntryInfo> {
-        self.nat.conntrack().entries(now)
+        let mut flows = self.nat.conntrack().entries(now);
+        flows.extend(self.routed6.entries(now));
+        flows
     }
 
     pub(crate) fn stats(&self) -> PacketUplinkStats {
         PacketUplinkStats {
             outside: *self.outside.counters(),
             nat: *self.nat.counters(),
-            flows: self.nat.conntrack().len(),
+            flows: self.nat.conntrack().len() + self.routed6.len(),
             ttl_exceeded: self.ttl_exceeded,
             unserved_local: self.unserved_local,
+            unsolicited6: self.unsolicited6,
         }
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        match (self.outside.poll_timeout(), self.nat.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.outside.poll_timeout(),
+            self.nat.poll_timeout(),
+            self.routed6.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
@@ -148,6 +274,62 @@ impl PacketUplink {
             self.outside.handle_timeout(now);
         }
         while self.nat.poll_expired(now).is_some() {}
+        while self.routed6.poll_expired(now).is_some() {}
+    }
+
+    /// Tracks an outbound IPv6 packet; false if it must not leave (its destination is
+    /// another network's prefix: networks reach each other only through a container
+    /// on both).
+    fn outbound6(&mut self, now: Instant, ip: &[u8]) -> bool {
+        let Some(dst) = ipv6_dst(ip) else {
+            return false;
+        };
+        if self.network6(dst).is_some() {
+            return false;
+        }
+        if let Some((key, tcp)) = key6(ip) {
+            // Egress is always allowed; a refused entry (table full, a TCP segment
+            // that starts nothing) only means its replies will not come in.
+            let _ = self.routed6.track(now, &key, tcp, ip.len());
+        }
+        true
+    }
+
+    /// The network an inbound IPv6 packet may enter: a reply of a tracked flow, or an
+    /// ICMPv6 error about one (Packet Too Big keeps path MTU discovery working).
+    fn inbound6(&mut self, now: Instant, ip: &[u8]) -> Option<NetworkId> {
+        let dst = ipv6_dst(ip)?;
+        let net = self.network6(dst)?.net;
+        let admitted = match key6(ip) {
+            Some((key, tcp)) => match self.routed6.lookup(&key) {
+                Some((_, Direction::Reply)) => {
+                    let _ = self.routed6.track(now, &key, tcp, ip.len());
+                    true
+                }
+                _ => false,
+            },
+            None => {
+                // An ICMPv6 error (types below 128) quoting a packet of a tracked flow.
+                let view = tapnet_wire::ip::IpView::parse(ip)?;
+                let quoted = ip.get(view.l4_offset + 8..)?;
+                view.proto == 58
+                    && ip.get(view.l4_offset).is_some_and(|&t| t < 128)
+                    && quoted_key6(quoted).is_some_and(|k| {
+                        matches!(self.routed6.lookup(&k), Some((_, Direction::Original)))
+                    })
+            }
+        };
+        if admitted {
+            Some(net)
+        } else {
+            self.unsolicited6 += 1;
+            None
+        }
+    }
+
+    /// Whether `dst` is a network gateway's own IPv6 address (served by host sockets).
+    fn is_gateway6(&self, dst: Ipv6Addr) -> bool {
+        self.prefixes6.iter().any(|p| p.gateway == dst)
     }
 }
 
@@ -176,6 +358,18 @@ impl<H> Pipeline<H> {
             return;
         };
         let ip = &mut self.scratch[packet.clone()];
+        if ip.first().is_some_and(|b| b >> 4 == 6) {
+            let Some(net) = up.inbound6(now, ip) else {
+                return;
+            };
+            if ip[7] <= 1 {
+                up.ttl_exceeded += 1;
+                return;
+            }
+            ip[7] -= 1;
+            self.deliver_to_network(now, net, packet.end, writer);
+            return;
+        }
         match up.nat.handle_inbound(now, ip) {
             NatVerdict::ToZone(zone) => {
                 // Forwarded into a network: one hop (RFC 1812 5.3.1).
@@ -231,6 +425,18 @@ impl<H> Pipeline<H> {
         let Some(ip) = self.scratch.get_mut(packet.clone()) else {
             return false;
         };
+        if ip.first().is_some_and(|b| b >> 4 == 6) {
+            // IPv6: routed when the uplink has an address, except local delivery to a
+            // gateway (host services through host sockets).
+            if !up.ipv6 || ipv6_dst(ip).is_none_or(|d| up.is_gateway6(d)) {
+                return false;
+            }
+            if up.outbound6(now, ip) {
+                self.send_outside(now, packet, writer);
+            }
+            self.flush_outside(writer);
+            return true;
+        }
         match up.nat.handle_outbound(now, zone, ip) {
             NatVerdict::ToUplink => self.send_outside(now, packet, writer),
             NatVerdict::ToZone(target) => {

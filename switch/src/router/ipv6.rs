@@ -30,21 +30,21 @@ use super::{
 use crate::MacAddr;
 use tapnet_wire::checksum;
 
-const NEXT_ICMPV6: u8 = 58;
+pub(super) const NEXT_ICMPV6: u8 = 58;
 const NEXT_TCP: u8 = 6;
 const NEXT_UDP: u8 = 17;
 const NEXT_FRAGMENT: u8 = 44;
 
-const ECHO_REQUEST: u8 = 128;
+pub(super) const ECHO_REQUEST: u8 = 128;
 const ROUTER_SOLICITATION: u8 = 133;
 const ROUTER_ADVERTISEMENT: u8 = 134;
-const NEIGHBOR_SOLICITATION: u8 = 135;
-const NEIGHBOR_ADVERTISEMENT: u8 = 136;
+pub(super) const NEIGHBOR_SOLICITATION: u8 = 135;
+pub(super) const NEIGHBOR_ADVERTISEMENT: u8 = 136;
 
 /// Hop limit of NDP messages (RFC 4861 7.1: receivers require 255).
-const NDP_HOP_LIMIT: u8 = 255;
+pub(super) const NDP_HOP_LIMIT: u8 = 255;
 /// Hop limit of other packets the router originates.
-const DEFAULT_HOP_LIMIT: u8 = 64;
+pub(super) const DEFAULT_HOP_LIMIT: u8 = 64;
 /// Largest ICMPv6 error packet (RFC 4443 2.4(c): the IPv6 minimum MTU).
 const ICMPV6_ERROR_MAX: usize = 1280;
 /// Router lifetime advertised by networks with egress (RFC 4861 6.2.1 default 3 x
@@ -54,26 +54,26 @@ const PREFIX_VALID_LIFETIME: u32 = 86_400;
 const PREFIX_PREFERRED_LIFETIME: u32 = 14_400;
 const RDNSS_LIFETIME: u32 = 1800;
 
-const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+pub(super) const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 /// The fields of a validated IPv6 header.
 #[derive(Clone, Copy, Debug)]
-struct V6 {
+pub(super) struct V6 {
     /// Header plus payload length.
-    total: usize,
-    next: u8,
-    hop: u8,
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
+    pub(super) total: usize,
+    pub(super) next: u8,
+    pub(super) hop: u8,
+    pub(super) src: Ipv6Addr,
+    pub(super) dst: Ipv6Addr,
 }
 
-fn ipv6_at(bytes: &[u8], at: usize) -> Ipv6Addr {
+pub(super) fn ipv6_at(bytes: &[u8], at: usize) -> Ipv6Addr {
     let mut a = [0u8; 16];
     a.copy_from_slice(&bytes[at..at + 16]);
     Ipv6Addr::from(a)
 }
 
-fn parse(ip: &[u8]) -> Result<V6, RouterDrop> {
+pub(super) fn parse(ip: &[u8]) -> Result<V6, RouterDrop> {
     if ip.len() < 40 || ip[0] >> 4 != 6 {
         return Err(RouterDrop::Malformed);
     }
@@ -91,7 +91,7 @@ fn parse(ip: &[u8]) -> Result<V6, RouterDrop> {
 }
 
 /// fe80::/10 (RFC 4291 2.5.6).
-fn is_link_local(ip: Ipv6Addr) -> bool {
+pub(super) fn is_link_local(ip: Ipv6Addr) -> bool {
     ip.segments()[0] & 0xffc0 == 0xfe80
 }
 
@@ -106,7 +106,7 @@ pub(super) fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
 
 /// The Ethernet multicast address of an IPv6 multicast address (RFC 2464 7): 33:33
 /// followed by its low 32 bits.
-fn multicast_mac(ip: Ipv6Addr) -> MacAddr {
+pub(super) fn multicast_mac(ip: Ipv6Addr) -> MacAddr {
     let o = ip.octets();
     MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
 }
@@ -153,7 +153,7 @@ fn write_header(
 
 /// An ICMPv6 packet (`body` with a zero checksum field), behind an Ethernet header
 /// when `eth` is given.
-fn icmpv6_packet(
+pub(super) fn icmpv6_packet(
     eth: Option<(MacAddr, MacAddr)>,
     src: Ipv6Addr,
     dst: Ipv6Addr,
@@ -174,7 +174,7 @@ fn icmpv6_packet(
 }
 
 /// Verifies the ICMPv6 checksum of `icmp` (pseudo-header included, RFC 4443 2.3).
-fn icmpv6_verifies(src: Ipv6Addr, dst: Ipv6Addr, icmp: &[u8]) -> bool {
+pub(super) fn icmpv6_verifies(src: Ipv6Addr, dst: Ipv6Addr, icmp: &[u8]) -> bool {
     checksum::fold(checksum::add(
         checksum::pseudo_v6(src, dst, NEXT_ICMPV6, icmp.len()),
         icmp,
@@ -603,7 +603,10 @@ fn tcp_reset(
 
 /// The link-layer address option of `kind` (1 source, 2 target) among NDP options, or
 /// `Err` for a malformed option list (RFC 4861 4.6: a zero length is invalid).
-fn link_layer_option(mut options: &[u8], kind: u8) -> Result<Option<MacAddr>, RouterDrop> {
+pub(super) fn link_layer_option(
+    mut options: &[u8],
+    kind: u8,
+) -> Result<Option<MacAddr>, RouterDrop> {
     let mut found = None;
     while !options.is_empty() {
         let len = usize::from(*options.get(1).ok_or(RouterDrop::Malformed)?) * 8;

@@ -1,26 +1,32 @@
-//! The packet uplink's own leg on the outside network: an IPv4 host with one address,
-//! one MAC and an optional next hop, as the host's `eth0` is for Docker's bridge.
+//! The packet uplink's own leg on the outside network: a host with one MAC, an IPv4
+//! address and optionally an IPv6 one, each with an optional next hop, as the host's
+//! `eth0` is for Docker's bridge.
 //!
 //! [`OutsidePort`] is sans-IO. The shell hands it every frame read from the uplink
 //! interface and every IP packet (after NAT) that leaves through it; it answers ARP
-//! (RFC 826) and ping for its address, resolves next hops with a neighbour cache
-//! (held packets, retries, unicast refresh probes, shared with the router's ARP), and
-//! fills in Ethernet headers. IP packets arriving for it (or, for routed networks,
-//! through it) are handed back for NAT; everything else is dropped and counted by
-//! reason. The uplink socket sees the whole segment (the interface is promiscuous, so
+//! (RFC 826), NDP (RFC 4861) and ping for its addresses, resolves next hops with
+//! neighbour caches (held packets, retries, unicast refresh probes, shared with the
+//! router's ARP and NDP), and fills in Ethernet headers. IP packets arriving for it
+//! (or, for routed networks and IPv6 prefixes, through it) are handed back for NAT or
+//! flow checks; everything else is dropped and counted by reason. The uplink socket sees the whole segment (the interface is promiscuous, so
 //! that our MAC differs from the host's own), hence frames for other stations are
 //! normal and counted as `not_for_us`.
 
 use core::ops::Range;
 use core::time::Duration;
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use tapnet_wire::{EtherType, checksum};
 
 use super::arp::{ARP_FRAME_LEN, arp_frame};
+use super::ipv6::{
+    ALL_NODES, ECHO_REQUEST, NDP_HOP_LIMIT, NEIGHBOR_ADVERTISEMENT, NEIGHBOR_SOLICITATION,
+    NEXT_ICMPV6, V6, icmpv6_packet, icmpv6_verifies, ipv6_at, is_link_local, link_layer_option,
+    multicast_mac, solicited_node,
+};
 use super::neighbour::{Due, Held, Hold, Lookup, NeighbourCache, Origin};
-use super::{mac_at, write_ethernet};
+use super::{link_local_from_mac, mac_at, write_ethernet};
 use crate::{Instant, MacAddr};
 
 const ARP_REQUEST: u16 = 1;
@@ -39,6 +45,11 @@ pub struct OutsideConfig {
     /// The next hop for every other destination; without one, only on-link
     /// destinations are reachable.
     pub gateway: Option<Ipv4Addr>,
+    /// Our IPv6 address and prefix length there, if the uplink carries IPv6 (routed,
+    /// without translation, as Docker routes IPv6).
+    pub addr6: Option<(Ipv6Addr, u8)>,
+    /// The IPv6 next hop for destinations outside that prefix.
+    pub gateway6: Option<Ipv6Addr>,
     /// How long a resolved neighbour stays usable without confirmation.
     pub neighbour_timeout: Duration,
     /// Packets held per neighbour while it is resolved.
@@ -55,6 +66,8 @@ impl OutsideConfig {
             addr,
             prefix_len,
             gateway,
+            addr6: None,
+            gateway6: None,
             neighbour_timeout: Duration::from_secs(60),
             pending_per_neighbour: 16,
             max_neighbours: 1024,
@@ -66,6 +79,24 @@ impl OutsideConfig {
             .checked_shl(32 - u32::from(self.prefix_len.min(32)))
             .unwrap_or(0);
         dst.to_bits() & mask == self.addr.to_bits() & mask
+    }
+
+    fn on_link6(&self, dst: Ipv6Addr) -> bool {
+        if is_link_local(dst) {
+            return true;
+        }
+        let Some((addr, len)) = self.addr6 else {
+            return false;
+        };
+        let mask = u128::MAX
+            .checked_shl(128 - u32::from(len.min(128)))
+            .unwrap_or(0);
+        dst.to_bits() & mask == addr.to_bits() & mask
+    }
+
+    /// Whether `ip` is one of our IPv6 addresses (the configured one, the link-local).
+    fn is_own6(&self, ip: Ipv6Addr) -> bool {
+        self.addr6.is_some_and(|(a, _)| a == ip) || ip == link_local_from_mac(self.mac)
     }
 }
 
@@ -113,7 +144,7 @@ pub enum OutsideDrop {
     NotForUs,
     /// Truncated, bad header, bad header checksum.
     Malformed,
-    /// Neither IPv4 nor ARP (IPv6 has no packet uplink yet).
+    /// Neither IPv4, ARP nor (when configured) IPv6.
     UnsupportedEtherType,
     /// No next hop for the destination (no gateway configured).
     NoRoute,
@@ -160,6 +191,10 @@ pub struct OutsideCounters {
     pub arp_answered: u64,
     /// ARP requests we sent.
     pub arp_requests: u64,
+    /// Neighbour solicitations for our IPv6 addresses answered.
+    pub ndp_answered: u64,
+    /// Neighbour solicitations we sent.
+    pub ndp_requests: u64,
     /// Echo requests to our address answered.
     pub echo_answered: u64,
     /// Drops, indexed as [`OutsideDrop::ALL`].
@@ -180,6 +215,10 @@ enum Pending {
         target: Ipv4Addr,
         unicast: Option<MacAddr>,
     },
+    Solicitation {
+        target: Ipv6Addr,
+        unicast: Option<MacAddr>,
+    },
     Frame(Vec<u8>),
 }
 
@@ -188,8 +227,10 @@ enum Pending {
 pub struct OutsidePort {
     config: OutsideConfig,
     neighbours: NeighbourCache<Ipv4Addr>,
+    neighbours6: NeighbourCache<Ipv6Addr>,
     pending: VecDeque<Pending>,
     due: Vec<Due<Ipv4Addr>>,
+    due6: Vec<Due<Ipv6Addr>>,
     counters: OutsideCounters,
 }
 
@@ -202,8 +243,10 @@ impl OutsidePort {
         Self {
             config,
             neighbours: NeighbourCache::default(),
+            neighbours6: NeighbourCache::default(),
             pending: VecDeque::new(),
             due: Vec::new(),
+            due6: Vec::new(),
             counters: OutsideCounters::default(),
         }
     }
@@ -231,13 +274,18 @@ impl OutsidePort {
         };
         let dst = mac_at(header, 0);
         let ethertype = u16::from_be_bytes([header[12], header[13]]);
-        if dst != self.config.mac && !dst.is_broadcast() {
+        // IPv6 multicast (33:33:…) carries neighbour solicitations for our addresses.
+        let v6 = self.config.addr6.is_some();
+        let v6_multicast = dst.0[..2] == [0x33, 0x33] && v6;
+        if dst != self.config.mac && !dst.is_broadcast() && !v6_multicast {
             return OutsideRx::Drop(self.drop(OutsideDrop::NotForUs));
         }
         match EtherType(ethertype) {
             EtherType::ARP => self.handle_arp(now, frame),
             EtherType::IPV4 if dst == self.config.mac => self.handle_ipv4(frame),
+            EtherType::IPV6 if v6 && !dst.is_broadcast() => self.handle_ipv6(now, frame),
             EtherType::IPV4 => OutsideRx::Drop(self.drop(OutsideDrop::NotForUs)),
+            EtherType::IPV6 if v6 => OutsideRx::Drop(self.drop(OutsideDrop::NotForUs)),
             _ => OutsideRx::Drop(self.drop(OutsideDrop::UnsupportedEtherType)),
         }
     }
@@ -299,6 +347,127 @@ impl OutsidePort {
         OutsideRx::Packet { packet: range }
     }
 
+    fn handle_ipv6(&mut self, now: Instant, frame: &mut [u8]) -> OutsideRx {
+        let Some(h) = frame.get(14..).and_then(|ip| super::ipv6::parse(ip).ok()) else {
+            return OutsideRx::Drop(self.drop(OutsideDrop::Malformed));
+        };
+        let end = 14 + h.total;
+        if h.next == NEXT_ICMPV6 && self.is_own6_or_group(h.dst) {
+            let icmp = &frame[54..end];
+            if icmp.len() < 8 || !icmpv6_verifies(h.src, h.dst, icmp) {
+                return OutsideRx::Drop(self.drop(OutsideDrop::Malformed));
+            }
+            match icmp[0] {
+                NEIGHBOR_SOLICITATION | NEIGHBOR_ADVERTISEMENT => {
+                    return self.handle_ndp(now, frame, &h, end);
+                }
+                ECHO_REQUEST if self.config.is_own6(h.dst) => {
+                    return self.answer_echo6(frame, &h, end);
+                }
+                _ => {}
+            }
+        }
+        if h.dst.is_multicast() || mac_at(frame, 0) != self.config.mac {
+            return OutsideRx::Drop(self.drop(OutsideDrop::NotForUs));
+        }
+        self.counters.rx_packets += 1;
+        OutsideRx::Packet { packet: 14..end }
+    }
+
+    /// Turns an ICMPv6 echo request to our address into the echo reply (RFC 4443 4.2).
+    fn answer_echo6(&mut self, frame: &mut [u8], h: &V6, end: usize) -> OutsideRx {
+        let src_mac = mac_at(frame, 6);
+        let ip = &mut frame[14..end];
+        ip[8..24].copy_from_slice(&h.dst.octets());
+        ip[24..40].copy_from_slice(&h.src.octets());
+        ip[7] = 64;
+        let icmp = &mut ip[40..];
+        let old = u16::from_be_bytes([icmp[0], icmp[1]]);
+        icmp[0] = ECHO_REQUEST + 1;
+        let new = u16::from_be_bytes([icmp[0], icmp[1]]);
+        let sum = checksum::update_word(u16::from_be_bytes([icmp[2], icmp[3]]), old, new);
+        icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+        write_ethernet(frame, src_mac, self.config.mac, EtherType::IPV6);
+        self.counters.echo_answered += 1;
+        self.counters.tx_frames += 1;
+        OutsideRx::Reply { len: end }
+    }
+
+    /// Our IPv6 addresses and the groups we listen to (all-nodes, our solicited-node
+    /// groups).
+    fn is_own6_or_group(&self, ip: Ipv6Addr) -> bool {
+        let link_local = link_local_from_mac(self.config.mac);
+        self.config.is_own6(ip)
+            || ip == ALL_NODES
+            || ip == solicited_node(link_local)
+            || self
+                .config
+                .addr6
+                .is_some_and(|(a, _)| ip == solicited_node(a))
+    }
+
+    /// Neighbour solicitation or advertisement (validated per RFC 4861 7.1.1, 7.1.2).
+    fn handle_ndp(&mut self, now: Instant, frame: &[u8], h: &V6, end: usize) -> OutsideRx {
+        let icmp = &frame[54..end];
+        if h.hop != NDP_HOP_LIMIT || icmp[1] != 0 || icmp.len() < 24 {
+            return OutsideRx::Drop(self.drop(OutsideDrop::Malformed));
+        }
+        let target = ipv6_at(icmp, 8);
+        let src_mac = mac_at(frame, 6);
+        if icmp[0] == NEIGHBOR_SOLICITATION {
+            let Ok(sllao) = link_layer_option(&icmp[24..], 1) else {
+                return OutsideRx::Drop(self.drop(OutsideDrop::Malformed));
+            };
+            if !self.config.is_own6(target) {
+                return OutsideRx::Drop(self.drop(OutsideDrop::NotForUs));
+            }
+            let (dst, eth_dst) = if h.src.is_unspecified() {
+                // Duplicate address detection: defend the address to all-nodes.
+                (ALL_NODES, multicast_mac(ALL_NODES))
+            } else {
+                let mac = sllao.unwrap_or(src_mac);
+                if self.config.on_link6(h.src) {
+                    self.learn6(now, h.src, mac, true);
+                }
+                (h.src, mac)
+            };
+            let mut body = [0u8; 32];
+            body[0] = NEIGHBOR_ADVERTISEMENT;
+            // Override; solicited unless defending against duplicate detection.
+            body[4] = 0x20 | if h.src.is_unspecified() { 0 } else { 0x40 };
+            body[8..24].copy_from_slice(&target.octets());
+            body[24..26].copy_from_slice(&[2, 1]);
+            body[26..32].copy_from_slice(&self.config.mac.0);
+            let na = icmpv6_packet(
+                Some((eth_dst, self.config.mac)),
+                target,
+                dst,
+                NDP_HOP_LIMIT,
+                &body,
+            );
+            self.counters.ndp_answered += 1;
+            self.push_pending(Pending::Frame(na));
+            return OutsideRx::Consumed;
+        }
+        let Ok(tlla) = link_layer_option(&icmp[24..], 2) else {
+            return OutsideRx::Drop(self.drop(OutsideDrop::Malformed));
+        };
+        if !self.config.is_own6(target) && self.neighbours6.contains(target) {
+            self.learn6(now, target, tlla.unwrap_or(src_mac), false);
+        }
+        OutsideRx::Consumed
+    }
+
+    fn learn6(&mut self, now: Instant, ip: Ipv6Addr, mac: MacAddr, create: bool) {
+        let max = self.config.max_neighbours;
+        let (released, _) = self.neighbours6.confirm(now, ip, mac, create, max);
+        for held in released.into_iter().flatten() {
+            let mut frame = held.frame;
+            write_ethernet(&mut frame, mac, self.config.mac, EtherType::IPV6);
+            self.push_pending(Pending::Frame(frame));
+        }
+    }
+
     /// Turns an echo request to our address into the echo reply (RFC 792), in place.
     fn answer_echo(&mut self, frame: &mut [u8], range: Range<usize>) -> OutsideRx {
         let src_mac = mac_at(frame, 6);
@@ -314,6 +483,9 @@ impl OutsidePort {
     /// Sends the IPv4 packet at `frame[14..]` (the first 14 bytes are room for the
     /// Ethernet header) to its next hop.
     pub fn send(&mut self, now: Instant, frame: &mut [u8]) -> OutsideTx {
+        if frame.get(14).is_some_and(|b| b >> 4 == 6) {
+            return self.send6(now, frame);
+        }
         let Some(dst) = frame
             .get(30..34)
             .map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]))
@@ -360,6 +532,85 @@ impl OutsidePort {
         }
     }
 
+    /// [`Self::send`] for an IPv6 packet.
+    fn send6(&mut self, now: Instant, frame: &mut [u8]) -> OutsideTx {
+        if frame.len() < 54 || self.config.addr6.is_none() {
+            return OutsideTx::Drop(self.drop(OutsideDrop::NoRoute));
+        }
+        let dst = ipv6_at(frame, 38);
+        let next_hop = if self.config.on_link6(dst) {
+            dst
+        } else if let Some(gateway) = self.config.gateway6 {
+            gateway
+        } else {
+            return OutsideTx::Drop(self.drop(OutsideDrop::NoRoute));
+        };
+        let timeout = self.config.neighbour_timeout;
+        match self.neighbours6.lookup(now, next_hop, timeout) {
+            Lookup::Hit { mac, probe } => {
+                if probe {
+                    self.solicit(next_hop, Some(mac));
+                }
+                write_ethernet(frame, mac, self.config.mac, EtherType::IPV6);
+                self.counters.tx_frames += 1;
+                OutsideTx::Send { len: frame.len() }
+            }
+            Lookup::Miss => {
+                let held = Held {
+                    frame: frame.to_vec(),
+                    origin: Origin::Uplink,
+                };
+                match self.neighbours6.hold(
+                    now,
+                    next_hop,
+                    held,
+                    self.config.pending_per_neighbour,
+                    self.config.max_neighbours,
+                ) {
+                    Hold::Started => {
+                        self.solicit(next_hop, None);
+                        OutsideTx::Queued
+                    }
+                    Hold::Added => OutsideTx::Queued,
+                    Hold::Full => OutsideTx::Drop(self.drop(OutsideDrop::HoldFull)),
+                }
+            }
+        }
+    }
+
+    fn solicit(&mut self, target: Ipv6Addr, unicast: Option<MacAddr>) {
+        self.counters.ndp_requests += 1;
+        self.push_pending(Pending::Solicitation { target, unicast });
+    }
+
+    /// A neighbour solicitation for `target` (RFC 4861 7.2.2): to its solicited-node
+    /// group, or unicast to `mac` (a reachability probe).
+    fn solicitation(&self, target: Ipv6Addr, unicast: Option<MacAddr>) -> Vec<u8> {
+        let (dst, eth_dst) = match unicast {
+            Some(mac) => (target, mac),
+            None => {
+                let group = solicited_node(target);
+                (group, multicast_mac(group))
+            }
+        };
+        let src = match self.config.addr6 {
+            Some((addr, _)) if !is_link_local(target) => addr,
+            _ => link_local_from_mac(self.config.mac),
+        };
+        let mut body = [0u8; 32];
+        body[0] = NEIGHBOR_SOLICITATION;
+        body[8..24].copy_from_slice(&target.octets());
+        body[24..26].copy_from_slice(&[1, 1]);
+        body[26..32].copy_from_slice(&self.config.mac.0);
+        icmpv6_packet(
+            Some((eth_dst, self.config.mac)),
+            src,
+            dst,
+            NDP_HOP_LIMIT,
+            &body,
+        )
+    }
+
     fn request(&mut self, target: Ipv4Addr, unicast: Option<MacAddr>) {
         self.counters.arp_requests += 1;
         self.push_pending(Pending::ArpRequest { target, unicast });
@@ -389,6 +640,11 @@ impl OutsidePort {
                     buf.get_mut(..ARP_FRAME_LEN)?.copy_from_slice(&frame);
                     ARP_FRAME_LEN
                 }
+                Pending::Solicitation { target, unicast } => {
+                    let ns = self.solicitation(target, unicast);
+                    buf.get_mut(..ns.len())?.copy_from_slice(&ns);
+                    ns.len()
+                }
                 Pending::Frame(frame) => match buf.get_mut(..frame.len()) {
                     Some(out) => {
                         out.copy_from_slice(&frame);
@@ -408,7 +664,10 @@ impl OutsidePort {
 
     /// When `handle_timeout` is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.neighbours.next_deadline(self.config.neighbour_timeout)
+        let timeout = self.config.neighbour_timeout;
+        let v4 = self.neighbours.next_deadline(timeout);
+        let v6 = self.neighbours6.next_deadline(timeout);
+        v4.into_iter().chain(v6).min()
     }
 
     /// Retries ARP requests, gives up on silent next hops (their packets are dropped
@@ -426,6 +685,18 @@ impl OutsidePort {
             }
         }
         self.due = due;
+        let mut due6 = core::mem::take(&mut self.due6);
+        self.neighbours6
+            .poll(now, self.config.neighbour_timeout, &mut due6);
+        for d in due6.drain(..) {
+            match d {
+                Due::Retry(addr) => self.solicit(addr, None),
+                Due::Failed(_, held) => {
+                    self.counters.drops[OutsideDrop::Unresolved as usize] += held.len() as u64;
+                }
+            }
+        }
+        self.due6 = due6;
     }
 
     /// Resolved neighbours: address and MAC.

@@ -6,11 +6,12 @@
 //! replies, echo requests, UDP to us) that the fuzzer mutates, raw bytes, packets to
 //! send, timers and transmit polls. After every call it checks: no panic; answers and
 //! transmitted frames come from our MAC and lie within the buffer; packets handed on
-//! lie within the frame and have a valid header checksum; every IPv4 frame we send
-//! has a valid header checksum.
+//! lie within the frame (IPv4 ones with a valid header checksum); every IPv4 frame
+//! we send has a valid header checksum; neighbour discovery and IPv6 forwarding when
+//! the port has an IPv6 address.
 
 use core::time::Duration;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::fuzzing::{Bytes, ipv4_packet, mutate};
 use super::outside::{OutsideConfig, OutsidePort, OutsideRx, OutsideTx};
@@ -22,6 +23,33 @@ const PEER_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
 const OUR_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const FAR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+const OUR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+const PEER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const FAR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 9);
+
+/// An NDP message (135 solicitation, 136 advertisement) about `target`.
+fn ndp(kind: u8, dst: Ipv6Addr, eth_dst: MacAddr, target: Ipv6Addr) -> Vec<u8> {
+    let mut body = [0u8; 32];
+    body[0] = kind;
+    body[4] = if kind == 136 { 0x60 } else { 0 };
+    body[8..24].copy_from_slice(&target.octets());
+    body[24..26].copy_from_slice(&[if kind == 135 { 1 } else { 2 }, 1]);
+    body[26..32].copy_from_slice(&PEER_MAC.0);
+    super::ipv6::icmpv6_packet(Some((eth_dst, PEER_MAC)), PEER6, dst, 255, &body)
+}
+
+/// A bare IPv6 packet with an 8-byte UDP header and no payload (checksum left 0).
+fn udp6(src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
+    let mut p = vec![0u8; 48];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&8u16.to_be_bytes());
+    p[6] = 17;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&src.octets());
+    p[24..40].copy_from_slice(&dst.octets());
+    p[40..48].copy_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+    p
+}
 
 fn ethernet(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + payload.len());
@@ -43,7 +71,16 @@ fn arp(op: u8, dst: MacAddr, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
 
 /// A frame the outside port may receive, chosen by `which`.
 fn template(which: u8) -> Vec<u8> {
-    match which % 5 {
+    match which % 9 {
+        5 => ndp(
+            135,
+            super::ipv6::solicited_node(OUR6),
+            MacAddr([0x33, 0x33, 0xff, 0, 0, 2]),
+            OUR6,
+        ),
+        6 => ndp(136, OUR6, OUR_MAC, PEER6),
+        7 => ethernet(OUR_MAC, PEER_MAC, 0x86dd, &udp6(FAR6, OUR6)),
+        8 => ethernet(PEER_MAC, OUR_MAC, 0x86dd, &udp6(OUR6, FAR6)),
         0 => arp(1, MacAddr::BROADCAST, PEER, OUR_ADDR),
         1 => arp(2, OUR_MAC, PEER, OUR_ADDR),
         2 => {
@@ -94,8 +131,14 @@ fn check_sent(frame: &[u8]) {
 /// Decodes `data` into operations on an outside port and checks the invariants.
 pub fn run(data: &[u8]) {
     let mut input = Bytes { data };
-    let gateway = (input.byte() & 1 != 0).then_some(PEER);
-    let mut port = OutsidePort::new(OutsideConfig::new(OUR_MAC, OUR_ADDR, 24, gateway));
+    let b = input.byte();
+    let gateway = (b & 1 != 0).then_some(PEER);
+    let mut config = OutsideConfig::new(OUR_MAC, OUR_ADDR, 24, gateway);
+    if b & 2 != 0 {
+        config.addr6 = Some((OUR6, 64));
+        config.gateway6 = (b & 4 != 0).then_some(PEER6);
+    }
+    let mut port = OutsidePort::new(config);
     let mut now = Instant::from_secs(1);
     let mut buf = vec![0u8; 2048];
     while !input.data.is_empty() {
@@ -110,8 +153,12 @@ pub fn run(data: &[u8]) {
                     }
                     OutsideRx::Packet { packet } => {
                         let ip = &frame[packet];
-                        let ihl = usize::from(ip[0] & 0x0f) * 4;
-                        assert!(checksum::verifies(&ip[..ihl]));
+                        if ip[0] >> 4 == 4 {
+                            let ihl = usize::from(ip[0] & 0x0f) * 4;
+                            assert!(checksum::verifies(&ip[..ihl]));
+                        } else {
+                            assert!(ip.len() >= 40 && ip[0] >> 4 == 6);
+                        }
                     }
                     OutsideRx::Consumed | OutsideRx::Drop(_) => {}
                 }
@@ -122,7 +169,22 @@ pub fn run(data: &[u8]) {
                 let _ = port.handle_frame(now, &mut frame);
             }
             3 => {
-                let mut frame = template(4);
+                let mut frame = if input.byte() & 1 == 0 {
+                    template(4)
+                } else {
+                    template(8)
+                };
+                if frame[12..14] == [0x86, 0xdd] {
+                    mutate(&mut frame, &mut input, 0..14);
+                    // The router hands on IPv6 packets as IPv6.
+                    frame[14] = 0x60 | (frame[14] & 0x0f);
+                    let len = frame.len();
+                    if let OutsideTx::Send { len: sent } = port.send(now, &mut frame) {
+                        assert_eq!(sent, len);
+                        assert_eq!(&frame[6..12], &OUR_MAC.0);
+                    }
+                    continue;
+                }
                 mutate(&mut frame, &mut input, 0..14);
                 // What the shell sends comes from the router and the NAT with a valid
                 // IPv4 header; the rest of the packet is arbitrary.
@@ -160,8 +222,8 @@ mod tests {
         run(&[]);
         run(&[1, 0, 0, 0, 1, 0, 2, 0, 3, 0, 4, 200, 4, 200, 4, 200, 4, 200]);
         run(&[0xff; 64]);
-        for which in 0..5 {
-            run(&[1, 0, which, 0, 3, 0, 4, 20]);
+        for which in 0..9 {
+            run(&[7, 0, which, 0, 3, 0, 0, 4, 20]);
         }
     }
 }

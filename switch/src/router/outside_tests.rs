@@ -218,3 +218,153 @@ fn foreign_broken_and_unsupported_frames_are_dropped_by_reason() {
     }
     assert_eq!(p.counters().dropped(OutsideDrop::NotForUs), 2);
 }
+
+const OUR6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+const PEER6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const FAR6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 9);
+
+fn port6() -> OutsidePort {
+    let mut config = OutsideConfig::new(OUR_MAC, OUR_ADDR, 24, None);
+    config.addr6 = Some((OUR6, 64));
+    config.gateway6 = Some(PEER6);
+    OutsidePort::new(config)
+}
+
+/// An NDP message (type 135 or 136) about `target` with a link-layer option.
+fn ndp(
+    kind: u8,
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    eth_dst: MacAddr,
+    target: std::net::Ipv6Addr,
+) -> Vec<u8> {
+    let mut body = [0u8; 32];
+    body[0] = kind;
+    if kind == 136 {
+        body[4] = 0x60;
+    }
+    body[8..24].copy_from_slice(&target.octets());
+    body[24..26].copy_from_slice(&[if kind == 135 { 1 } else { 2 }, 1]);
+    body[26..32].copy_from_slice(&PEER_MAC.0);
+    super::ipv6::icmpv6_packet(Some((eth_dst, PEER_MAC)), src, dst, 255, &body)
+}
+
+fn udp6(src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr) -> Vec<u8> {
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(PEER_MAC.0, OUR_MAC.0)
+        .ipv6(src.octets(), dst.octets(), 64)
+        .udp(5000, 53)
+        .write(&mut f, b"hello")
+        .unwrap();
+    f
+}
+
+#[test]
+fn neighbour_solicitation_for_our_ipv6_address_is_answered() {
+    let mut p = port6();
+    let group = super::ipv6::solicited_node(OUR6);
+    let group_mac = MacAddr([0x33, 0x33, 0xff, 0, 0, 2]);
+    let mut ns = ndp(135, PEER6, group, group_mac, OUR6);
+    assert_eq!(p.handle_frame(t(0), &mut ns), OutsideRx::Consumed);
+    let mut buf = vec![0u8; 2048];
+    let len = p
+        .poll_transmit(&mut buf)
+        .expect("a neighbour advertisement");
+    let na = SlicedPacket::from_ethernet(&buf[..len]).unwrap();
+    let Some(TransportSlice::Icmpv6(icmp)) = &na.transport else {
+        panic!("not ICMPv6");
+    };
+    assert_eq!(icmp.type_u8(), 136);
+    let Some(NetSlice::Ipv6(ip)) = &na.net else {
+        panic!("not IPv6");
+    };
+    assert_eq!(
+        icmp.icmp_type()
+            .calc_checksum(
+                ip.header().source(),
+                ip.header().destination(),
+                icmp.payload()
+            )
+            .unwrap(),
+        icmp.checksum()
+    );
+    assert_eq!(&buf[..6], &PEER_MAC.0);
+    // The solicitor was learned: a packet to it leaves at once.
+    let mut out = udp6(OUR6, PEER6);
+    assert!(matches!(p.send(t(1), &mut out), OutsideTx::Send { .. }));
+    assert_eq!(&out[..6], &PEER_MAC.0);
+    assert_eq!(p.counters().ndp_answered, 1);
+}
+
+#[test]
+fn ipv6_next_hop_is_solicited_and_the_packet_released_by_the_advertisement() {
+    let mut p = port6();
+    let mut out = udp6(OUR6, FAR6);
+    let original = out.clone();
+    assert_eq!(p.send(t(0), &mut out), OutsideTx::Queued);
+    let mut buf = vec![0u8; 2048];
+    let len = p.poll_transmit(&mut buf).expect("a neighbour solicitation");
+    assert_eq!(&buf[..3], &[0x33, 0x33, 0xff]);
+    assert_eq!(buf[54], 135);
+    assert_eq!(&buf[62..78], &PEER6.octets());
+    assert!(len >= 14 + 40 + 32);
+    let mut na = ndp(136, PEER6, OUR6, OUR_MAC, PEER6);
+    assert_eq!(p.handle_frame(t(5), &mut na), OutsideRx::Consumed);
+    let len = p.poll_transmit(&mut buf).expect("the held packet");
+    assert_eq!(&buf[..6], &PEER_MAC.0);
+    assert_eq!(&buf[14..len], &original[14..]);
+}
+
+#[test]
+fn ipv6_packets_are_handed_on_and_ipv6_needs_an_address() {
+    let mut p = port6();
+    let mut frame = udp6(FAR6, std::net::Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 5));
+    let len = frame.len();
+    assert_eq!(
+        p.handle_frame(t(0), &mut frame),
+        OutsideRx::Packet { packet: 14..len }
+    );
+    let mut v4_only = port(None);
+    let mut frame = udp6(FAR6, OUR6);
+    assert_eq!(
+        v4_only.handle_frame(t(0), &mut frame),
+        OutsideRx::Drop(OutsideDrop::UnsupportedEtherType)
+    );
+    let mut out = udp6(OUR6, PEER6);
+    assert_eq!(
+        v4_only.send(t(0), &mut out),
+        OutsideTx::Drop(OutsideDrop::NoRoute)
+    );
+}
+
+#[test]
+fn echo6_to_our_address_is_answered() {
+    let mut p = port6();
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(PEER_MAC.0, OUR_MAC.0)
+        .ipv6(PEER6.octets(), OUR6.octets(), 64)
+        .icmpv6_echo_request(7, 1)
+        .write(&mut frame, b"ping")
+        .unwrap();
+    let OutsideRx::Reply { len } = p.handle_frame(t(0), &mut frame) else {
+        panic!("no echo reply");
+    };
+    let reply = SlicedPacket::from_ethernet(&frame[..len]).unwrap();
+    let (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Icmpv6(icmp))) =
+        (&reply.net, &reply.transport)
+    else {
+        panic!("not ICMPv6");
+    };
+    assert_eq!(icmp.type_u8(), 129);
+    assert_eq!(ip.header().source_addr(), OUR6);
+    assert_eq!(
+        icmp.icmp_type()
+            .calc_checksum(
+                ip.header().source(),
+                ip.header().destination(),
+                icmp.payload()
+            )
+            .unwrap(),
+        icmp.checksum()
+    );
+}
