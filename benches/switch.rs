@@ -6,6 +6,9 @@
 //!   reads only the 14-byte header.
 //! - `flood/broadcast_to_8`: a broadcast on a 9-port network, flooded to 8 ports
 //!   (counts 8 tx copies per frame).
+//! - `containers/{2,100,1000}`: N learned containers on one network, each frame from
+//!   a different station to the next (64 bytes): the per-frame cost against the number
+//!   of attached containers (issue 5's scale target: at most 2x from 1 to 100).
 //!
 //! Run: `cargo bench --bench switch -- --measurement-time 3 --warm-up-time 1`
 
@@ -107,5 +110,43 @@ fn flood(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, learned_unicast, flood);
+fn containers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("containers");
+    for n in [2u32, 100, 1000] {
+        let mut switch = switch_with_ports(n);
+        let mac = |i: u32| {
+            let b = i.to_be_bytes();
+            [0x02, 0x42, 10, b[1], b[2], b[3]]
+        };
+        let frames: Vec<Vec<u8>> = (0..n)
+            .map(|i| frame(mac(i), mac((i + 1) % n), 64))
+            .collect();
+        let now = Instant::from_secs(1);
+        for (i, f) in frames.iter().enumerate() {
+            switch.handle_frame(now, PortId(i as u32), f);
+        }
+        for (i, f) in frames.iter().enumerate() {
+            let next = PortId(((i + 1) % n as usize) as u32);
+            assert_eq!(
+                switch.handle_frame(now, PortId(i as u32), f),
+                Verdict::Forward(next)
+            );
+        }
+        group.throughput(Throughput::Elements(u64::from(n)));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                for (i, f) in frames.iter().enumerate() {
+                    black_box(switch.handle_frame(
+                        black_box(now),
+                        black_box(PortId(i as u32)),
+                        black_box(f),
+                    ));
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, learned_unicast, flood, containers);
 criterion_main!(benches);
