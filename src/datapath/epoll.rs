@@ -233,12 +233,15 @@ impl EpollLoop {
                     return;
                 }
             };
-            let Some(rx) = offload::rx_prepare(framing, &mut self.rx_buf, n) else {
+            let Some(mut rx) = offload::rx_prepare(framing, &mut self.rx_buf, n) else {
                 continue;
             };
             let frame = &self.rx_buf[HEADROOM..HEADROOM + rx.len];
             self.pipeline
                 .handle_rx(now, port, frame, &mut self.egress, &self.io);
+            if !self.egress.ports().is_empty() {
+                offload::finish_checksum(&mut self.rx_buf, &mut rx);
+            }
             for &out in self.egress.ports() {
                 let Some(target) = self.pipeline.port(out) else {
                     continue;

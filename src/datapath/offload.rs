@@ -8,9 +8,9 @@
 //! offload port (header and frame) alike.
 //!
 //! An offload port's frames may be 64 KiB TCP segments (TSO) with partial checksums.
-//! [`rx_prepare`] completes the checksum (so that whatever handles the frame next sees
-//! a valid packet) and raises the MSS of TCP SYNs, so that the engine behind the
-//! gateway sends 64 KiB segments too; the backend writes those with a TSO header
+//! [`rx_prepare`] raises the MSS of TCP SYNs, so that the engine behind the gateway
+//! sends 64 KiB segments too, and [`finish_checksum`] completes a partial checksum when
+//! the frame is written to a port (the gateway's side does not need it); the backend writes those with a TSO header
 //! ([`tx_header`]). Such a port is meant for a network whose only other member is the
 //! gateway (the rootless stack): a TSO frame cannot go to a plain port and is dropped
 //! there, and a raised MSS is only right towards the engine.
@@ -81,42 +81,73 @@ pub(crate) struct RxFrame {
     pub(crate) len: usize,
     /// A TSO frame (longer than one segment on the wire).
     pub(crate) gso: bool,
+    /// The TCP/UDP checksum is partial (`F_NEEDS_CSUM`, the header's `csum_start` and
+    /// `csum_offset`, checked to be in range): [`finish_checksum`] completes it before
+    /// the frame is written to any port. The gateway's side (router, engine) does not
+    /// verify TCP/UDP checksums, so frames for it skip that pass over the payload.
+    pub(crate) partial_csum: Option<(u16, u16)>,
+}
+
+/// Completes a partial checksum in a received buffer (see [`RxFrame::partial_csum`])
+/// and marks the header in front accordingly. Call before writing the buffer out.
+pub(crate) fn finish_checksum(buf: &mut [u8], rx: &mut RxFrame) {
+    let Some((start, offset)) = rx.partial_csum.take() else {
+        return;
+    };
+    let Some(frame) = buf.get_mut(HEADROOM..HEADROOM + rx.len) else {
+        return;
+    };
+    vnet::complete_checksum(frame, usize::from(start), usize::from(offset));
+    if let Some(mut hdr) = VnetHdr::parse(buf) {
+        hdr.flags = vnet::F_DATA_VALID;
+        hdr.csum_start = 0;
+        hdr.csum_offset = 0;
+        buf[..HEADROOM].copy_from_slice(&hdr.to_bytes());
+    }
 }
 
 /// Prepares a buffer into which `n` bytes were read at `framing.read_offset()`: the
-/// header in front is made valid for writing to an offload port, a partial checksum
-/// is completed, a SYN's MSS raised. `None`: drop the frame (malformed header).
+/// header in front is made valid for writing to an offload port and a SYN's MSS is
+/// raised; a partial checksum is left for [`finish_checksum`]. `None`: drop the frame
+/// (malformed header).
 pub(crate) fn rx_prepare(framing: Framing, buf: &mut [u8], n: usize) -> Option<RxFrame> {
     match framing {
         Framing::Plain => {
             buf.get_mut(..HEADROOM)?.fill(0);
-            (n <= buf.len() - HEADROOM).then_some(RxFrame { len: n, gso: false })
+            (n <= buf.len() - HEADROOM).then_some(RxFrame {
+                len: n,
+                gso: false,
+                partial_csum: None,
+            })
         }
         Framing::Vnet { mtu } => {
             let len = n.checked_sub(HEADROOM)?;
             let mut hdr = VnetHdr::parse(buf)?;
             let frame = buf.get_mut(HEADROOM..HEADROOM + len)?;
-            if hdr.flags & vnet::F_NEEDS_CSUM != 0 {
-                if !vnet::complete_checksum(
-                    frame,
-                    usize::from(hdr.csum_start),
-                    usize::from(hdr.csum_offset),
-                ) {
+            let partial_csum = if hdr.flags & vnet::F_NEEDS_CSUM != 0 {
+                let field = usize::from(hdr.csum_start) + usize::from(hdr.csum_offset);
+                if field + 2 > frame.len() {
                     return None;
                 }
-                hdr.flags = vnet::F_DATA_VALID;
-                hdr.csum_start = 0;
-                hdr.csum_offset = 0;
-            }
+                Some((hdr.csum_start, hdr.csum_offset))
+            } else {
+                None
+            };
             let standard = |ip_and_tcp: usize| {
                 u16::try_from(mtu.saturating_sub(ip_and_tcp)).unwrap_or(u16::MAX)
             };
-            vnet::raise_syn_mss(frame, standard(40), standard(60), RAISED_MSS);
+            let (v4, v6) = (standard(40), standard(60));
+            if partial_csum.is_some() {
+                vnet::raise_syn_mss_partial(frame, v4, v6, RAISED_MSS);
+            } else {
+                vnet::raise_syn_mss(frame, v4, v6, RAISED_MSS);
+            }
             hdr.num_buffers = 0;
             buf[..HEADROOM].copy_from_slice(&hdr.to_bytes());
             Some(RxFrame {
                 len,
                 gso: hdr.is_gso(),
+                partial_csum,
             })
         }
     }
@@ -134,7 +165,8 @@ mod tests {
             rx,
             RxFrame {
                 len: 40,
-                gso: false
+                gso: false,
+                partial_csum: None,
             }
         );
         assert_eq!(&buf[..HEADROOM], &[0; HEADROOM]);
@@ -161,7 +193,8 @@ mod tests {
             rx,
             RxFrame {
                 len: 138,
-                gso: true
+                gso: true,
+                partial_csum: None,
             }
         );
         assert_eq!(Framing::Plain.tx_range(rx), None);
@@ -177,5 +210,46 @@ mod tests {
         };
         buf[..HEADROOM].copy_from_slice(&bad.to_bytes());
         assert_eq!(rx_prepare(vnet, &mut buf, 60), None);
+    }
+
+    #[test]
+    fn partial_checksums_are_finished_before_a_write() {
+        let vnet = Framing::Vnet { mtu: 1500 };
+        // A UDP datagram 10.0.2.100 -> 10.0.2.2 whose checksum field holds the
+        // pseudo-header sum, as the container's kernel hands it over.
+        let mut buf = vec![0u8; HEADROOM + 14 + 20 + 8 + 4];
+        let f = HEADROOM;
+        buf[f + 12..f + 14].copy_from_slice(&[0x08, 0x00]);
+        let ip = f + 14;
+        buf[ip..ip + 20].copy_from_slice(&[
+            0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 2, 100, 10, 0, 2, 2,
+        ]);
+        buf[ip + 20..ip + 28].copy_from_slice(&[0x9c, 0x40, 0, 53, 0, 12, 0, 0]);
+        buf[ip + 28..].copy_from_slice(b"ping");
+        let pseudo = tapnet_wire::checksum::fold(tapnet_wire::checksum::pseudo_v4(
+            [10, 0, 2, 100].into(),
+            [10, 0, 2, 2].into(),
+            17,
+            12,
+        ));
+        buf[ip + 26..ip + 28].copy_from_slice(&pseudo.to_be_bytes());
+        let hdr = VnetHdr {
+            flags: vnet::F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 6,
+            ..VnetHdr::default()
+        };
+        buf[..HEADROOM].copy_from_slice(&hdr.to_bytes());
+        let n = buf.len();
+        let mut rx = rx_prepare(vnet, &mut buf, n).unwrap();
+        assert_eq!(rx.partial_csum, Some((34, 6)));
+        finish_checksum(&mut buf, &mut rx);
+        assert_eq!(rx.partial_csum, None);
+        let l4 = &buf[ip + 20..];
+        assert_eq!(
+            tapnet_wire::ip::l4_checksum([10, 0, 2, 100].into(), [10, 0, 2, 2].into(), 17, l4),
+            0
+        );
+        assert_eq!(VnetHdr::parse(&buf).unwrap().flags, vnet::F_DATA_VALID);
     }
 }

@@ -433,7 +433,7 @@ impl UringLoop {
             .ring
             .buf_mut(buf)
             .and_then(|b| offload::rx_prepare(framing, b, n));
-        let Some((rx, frame)) = rx.and_then(|rx| {
+        let Some((mut rx, frame)) = rx.and_then(|rx| {
             let frame = self.io.ring.buf(buf)?.get(HEADROOM..HEADROOM + rx.len)?;
             Some((rx, frame))
         }) else {
@@ -442,6 +442,12 @@ impl UringLoop {
         };
         self.pipeline
             .handle_rx(now, port, frame, &mut self.egress, &self.io);
+        if rx.partial_csum.is_some()
+            && !self.egress.ports().is_empty()
+            && let Some(b) = self.io.ring.buf_mut(buf)
+        {
+            offload::finish_checksum(b, &mut rx);
+        }
         let mut queued = false;
         for &out in self.egress.ports() {
             let Some(target) = self.pipeline.port(out) else {

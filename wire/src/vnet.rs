@@ -148,6 +148,27 @@ fn tcp_in(frame: &[u8]) -> Option<(u8, usize, usize)> {
 /// complete). Returns whether it did. Any other SYN (a smaller MSS for a reason of its
 /// own, no MSS option) is left alone.
 pub fn raise_syn_mss(frame: &mut [u8], expected_v4: u16, expected_v6: u16, raised: u16) -> bool {
+    raise_mss(frame, expected_v4, expected_v6, raised, true)
+}
+
+/// [`raise_syn_mss`] for a frame whose checksum is still partial (`F_NEEDS_CSUM`): the
+/// field is left alone, since the checksum is computed over the new value later.
+pub fn raise_syn_mss_partial(
+    frame: &mut [u8],
+    expected_v4: u16,
+    expected_v6: u16,
+    raised: u16,
+) -> bool {
+    raise_mss(frame, expected_v4, expected_v6, raised, false)
+}
+
+fn raise_mss(
+    frame: &mut [u8],
+    expected_v4: u16,
+    expected_v6: u16,
+    raised: u16,
+    update_checksum: bool,
+) -> bool {
     let Some((version, ihl, _)) = tcp_in(frame) else {
         return false;
     };
@@ -180,6 +201,9 @@ pub fn raise_syn_mss(frame: &mut [u8], expected_v4: u16, expected_v6: u16, raise
                         return false;
                     }
                     frame[i + 2..i + 4].copy_from_slice(&raised.to_be_bytes());
+                    if !update_checksum {
+                        return true;
+                    }
                     // At an odd offset (after a NOP) the field straddles two checksum
                     // words: its bytes count swapped (RFC 1071 byte-order independence).
                     let (o, n) = if (i + 2 - tcp).is_multiple_of(2) {
@@ -355,6 +379,17 @@ mod tests {
         assert!(!raise_syn_mss(&mut ack, 1460, 1440, 65000));
         let mut small = tcp_frame(false, 0x02, &[2, 4, 0x05, 0x00], 0);
         assert!(!raise_syn_mss(&mut small, 1460, 1440, 65000));
+        // A partial checksum is completed after the rewrite.
+        let mut partial = tcp_frame(false, 0x02, &[1, 2, 4, 0x05, 0xb4, 1, 1, 0], 0);
+        let view = ip::IpView::parse(&partial[14..]).unwrap();
+        let (IpAddr::V4(s), IpAddr::V4(d)) = (view.src, view.dst) else {
+            unreachable!()
+        };
+        let pseudo = checksum::fold(checksum::pseudo_v4(s, d, 6, view.l4_len));
+        partial[34 + 16..34 + 18].copy_from_slice(&pseudo.to_be_bytes());
+        assert!(raise_syn_mss_partial(&mut partial, 1460, 1440, 65000));
+        assert!(complete_checksum(&mut partial, 34, 16));
+        assert!(tcp_valid(&partial));
         let mut none = tcp_frame(false, 0x02, &[1, 1, 1, 1], 0);
         assert!(!raise_syn_mss(&mut none, 1460, 1440, 65000));
         assert!(!raise_syn_mss(&mut [0u8; 30], 1460, 1440, 65000));
