@@ -79,6 +79,8 @@ pub(crate) struct NsRequest {
     pub(crate) configure: bool,
     /// See [`InterfaceConfig::attach_existing`].
     pub(crate) attach_existing: bool,
+    /// See [`InterfaceConfig::offload`].
+    pub(crate) offload: bool,
     pub(crate) ipv6: Option<(Ipv6Net, Ipv6Addr)>,
     /// Also bind UDP and TCP sockets on 127.0.0.11:53 and send them back.
     pub(crate) dns_socket: bool,
@@ -131,6 +133,9 @@ impl NsRequest {
         }
         if self.dns_socket {
             args.extend(["--dns-socket".to_owned(), "1".to_owned()]);
+        }
+        if self.offload {
+            args.extend(["--offload".to_owned(), "1".to_owned()]);
         }
         args
     }
@@ -188,6 +193,10 @@ impl NsRequest {
             Some(value) => flag("dns-socket", value)?,
             None => false,
         };
+        let offload = match pairs.remove("offload") {
+            Some(value) => flag("offload", value)?,
+            None => false,
+        };
         if let Some(extra) = pairs.keys().next() {
             return Err(format!("unknown argument --{extra}"));
         }
@@ -202,6 +211,7 @@ impl NsRequest {
             mtu,
             configure,
             attach_existing,
+            offload,
             ipv6,
             dns_socket,
         })
@@ -322,6 +332,7 @@ pub(crate) fn run_helper(
         mtu: config.mtu,
         configure: config.configure,
         attach_existing: config.attach_existing,
+        offload: config.offload,
         ipv6: config.ipv6,
         dns_socket,
     };
@@ -524,7 +535,7 @@ fn open_dns_sockets(rt: &mut RouteSocket) -> Result<DnsSockets, NsFailure> {
 fn serve_op(rt: &mut RouteSocket, req: &NsRequest) -> Result<(String, Option<OwnedFd>), NsFailure> {
     match &req.op {
         NsOp::Tap => {
-            let tap = open_tap(rt, req.ifname.as_deref(), req.attach_existing)?;
+            let tap = open_tap(rt, req.ifname.as_deref(), req.attach_existing, req.offload)?;
             let ifname = tap.name().to_owned();
             if req.configure {
                 configure(rt, &ifname, req)?;
@@ -575,15 +586,39 @@ fn open_tap(
     rt: &mut RouteSocket,
     requested: Option<&str>,
     attach_existing: bool,
+    offload: bool,
+) -> Result<Tap, NsFailure> {
+    let tap = open_tap_plain(rt, requested, attach_existing, offload)?;
+    if offload {
+        tap.enable_offload().map_err(|e| NsFailure::Configure {
+            ifname: tap.name().to_owned(),
+            message: format!("enable checksum/segmentation offload: {}", describe(&e)),
+        })?;
+    }
+    Ok(tap)
+}
+
+/// Opens the TAP (with `IFF_VNET_HDR` if `vnet_hdr`) under the requested name or the
+/// first free `ethN`.
+fn open_tap_plain(
+    rt: &mut RouteSocket,
+    requested: Option<&str>,
+    attach_existing: bool,
+    vnet_hdr: bool,
 ) -> Result<Tap, NsFailure> {
     if let (Some(name), true) = (requested, attach_existing) {
         // Create it, or attach to the device of that name if there is one.
         let options = TapOptions {
             exclusive: false,
+            vnet_hdr,
             ..TapOptions::default()
         };
         return Tap::open(name, options).map_err(|e| tap_failure(name.to_owned(), e));
     }
+    let options = TapOptions {
+        vnet_hdr,
+        ..TapOptions::default()
+    };
     for name in candidates(requested) {
         let lookup = rt.link_index(&name).map_err(|e| NsFailure::Configure {
             ifname: name.clone(),
@@ -595,7 +630,7 @@ fn open_tap(
             }
             continue;
         }
-        match Tap::open(&name, TapOptions::default()) {
+        match Tap::open(&name, options) {
             Ok(tap) => return Ok(tap),
             // Someone created it between our look-up and TUNSETIFF.
             Err(TapError::NameTaken(_)) if requested.is_none() => continue,
@@ -734,6 +769,7 @@ mod tests {
             mtu: 1500,
             configure: true,
             attach_existing: false,
+            offload: false,
             ipv6: None,
             dns_socket: false,
         }
@@ -746,6 +782,7 @@ mod tests {
         req.attach_existing = true;
         req.dns_socket = true;
         assert!(req.to_args().join(" ").ends_with("--dns-socket 1"));
+        req.offload = true;
         req.ipv6 = Some(("fd00::100/64".parse().unwrap(), "fd00::2".parse().unwrap()));
         assert_eq!(NsRequest::from_args(&os(&req.to_args())).unwrap(), req);
     }

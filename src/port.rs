@@ -88,6 +88,10 @@ pub(crate) struct InterfaceConfig {
     /// Attach to an existing TAP of the requested name (one that rootlesskit created)
     /// instead of failing because the name is taken.
     pub(crate) attach_existing: bool,
+    /// TAP only: open it with `IFF_VNET_HDR` and checksum/segmentation offload
+    /// ([`crate::sys::tap::Tap::enable_offload`]); its datapath port must be a
+    /// [`crate::datapath::PortIo::TapOffload`].
+    pub(crate) offload: bool,
     /// An IPv6 address and default gateway, added without duplicate address detection.
     pub(crate) ipv6: Option<(Ipv6Net, Ipv6Addr)>,
 }
@@ -109,6 +113,7 @@ impl InterfaceConfig {
             mtu,
             configure: true,
             attach_existing: false,
+            offload: false,
             ipv6: None,
         }
     }

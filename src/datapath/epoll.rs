@@ -19,6 +19,7 @@ use rustix::io::Errno;
 use tapnet_switch::{PortId, SwitchConfig};
 use tapnet_wire::Instant;
 
+use super::offload::{self, Framing, HEADROOM};
 use super::pipeline::{Command, DirectWrite, Egress, Flow, Pipeline, PortBackend, Reply};
 use super::{EPOLL_RX_BUDGET, PortIo, RX_BUF_LEN};
 use crate::engine::PacketLink;
@@ -42,6 +43,8 @@ pub(crate) struct EpollPort {
     gen_: u32,
     /// A read failed for good; the fd is no longer in the epoll set.
     stopped: bool,
+    /// Plain frames or a virtio_net_hdr before each.
+    framing: Framing,
 }
 
 /// The I/O side of the loop.
@@ -56,6 +59,7 @@ impl PortBackend for Io {
 
     fn attach(&mut self, port: PortId, io: PortIo) -> anyhow::Result<EpollPort> {
         self.next_gen = self.next_gen.wrapping_add(1);
+        let framing = Framing::of(&io);
         let fd = io.into_fd();
         epoll::add(
             &self.epoll,
@@ -68,6 +72,7 @@ impl PortBackend for Io {
             fd,
             gen_: self.next_gen,
             stopped: false,
+            framing,
         })
     }
 
@@ -81,9 +86,14 @@ impl PortBackend for Io {
 
 impl DirectWrite<EpollPort> for Io {
     fn write_now(&self, port: &EpollPort, frame: &[u8]) -> Result<(), i32> {
-        rustix::io::write(&port.fd, frame)
-            .map(|_| ())
-            .map_err(|e| e.raw_os_error())
+        let written = match port.framing.tx_header(frame) {
+            None => rustix::io::write(&port.fd, frame),
+            Some(hdr) => rustix::io::writev(
+                &port.fd,
+                &[std::io::IoSlice::new(&hdr), std::io::IoSlice::new(frame)],
+            ),
+        };
+        written.map(|_| ()).map_err(|e| e.raw_os_error())
     }
 }
 
@@ -136,7 +146,7 @@ impl EpollLoop {
             pipeline,
             io: Io { epoll, next_gen: 0 },
             wake,
-            rx_buf: vec![0u8; RX_BUF_LEN].into_boxed_slice(),
+            rx_buf: vec![0u8; HEADROOM + RX_BUF_LEN].into_boxed_slice(),
             egress: Egress::default(),
             events: Vec::with_capacity(EVENTS),
             shutdown: None,
@@ -208,7 +218,9 @@ impl EpollLoop {
             if entry.io.gen_ != gen_ || entry.io.stopped {
                 return;
             }
-            let len = match rustix::io::read(&entry.io.fd, &mut self.rx_buf[..]) {
+            let framing = entry.io.framing;
+            let at = framing.read_offset();
+            let n = match rustix::io::read(&entry.io.fd, &mut self.rx_buf[at..]) {
                 Ok(0) => {
                     self.stop_port(port, 0);
                     return;
@@ -221,14 +233,24 @@ impl EpollLoop {
                     return;
                 }
             };
-            let frame = &self.rx_buf[..len];
+            let Some(mut rx) = offload::rx_prepare(framing, &mut self.rx_buf, n) else {
+                continue;
+            };
+            let frame = &self.rx_buf[HEADROOM..HEADROOM + rx.len];
             self.pipeline
                 .handle_rx(now, port, frame, &mut self.egress, &self.io);
+            if !self.egress.ports().is_empty() {
+                offload::finish_checksum(&mut self.rx_buf, &mut rx);
+            }
             for &out in self.egress.ports() {
                 let Some(target) = self.pipeline.port(out) else {
                     continue;
                 };
-                match rustix::io::write(&target.io.fd, frame) {
+                let Some(range) = target.io.framing.tx_range(rx) else {
+                    self.pipeline.count_tx_error(out, libc::EMSGSIZE);
+                    continue;
+                };
+                match rustix::io::write(&target.io.fd, &self.rx_buf[range]) {
                     Ok(_) => {}
                     Err(e) => self.pipeline.count_tx_error(out, e.raw_os_error()),
                 }

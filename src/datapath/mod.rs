@@ -15,6 +15,7 @@
 //! commands out to all of them.
 
 mod epoll;
+mod offload;
 mod pipeline;
 mod uring;
 
@@ -52,12 +53,16 @@ pub(crate) enum PortIo {
     Tap(OwnedFd),
     /// An AF_PACKET socket bound to one interface, ignoring outgoing packets.
     Packet(OwnedFd),
+    /// A TAP opened with IFF_VNET_HDR and checksum/segmentation offload
+    /// (`Tap::enable_offload`), on a network of MTU `mtu` whose only other member is
+    /// the gateway (see [`offload`]).
+    TapOffload { fd: OwnedFd, mtu: u32 },
 }
 
 impl PortIo {
     fn into_fd(self) -> OwnedFd {
         match self {
-            Self::Tap(fd) | Self::Packet(fd) => fd,
+            Self::Tap(fd) | Self::Packet(fd) | Self::TapOffload { fd, .. } => fd,
         }
     }
 }

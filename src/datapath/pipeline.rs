@@ -653,8 +653,13 @@ impl<H> Pipeline<H> {
         // The switch validates (unknown network, duplicate port) before the backend
         // allocates anything; a failed attach is rolled back.
         self.switch.add_port(port, net, role)?;
+        // Its TCP segments from the uplink may be longer than the MTU (TSO).
+        let tso = matches!(io, PortIo::TapOffload { .. });
         match backend.attach(port, io) {
             Ok(io) => {
+                if tso && let Some(router) = self.router.as_mut() {
+                    router.set_tcp_segmentation_offload(net, true);
+                }
                 self.ports.insert(
                     port,
                     PortEntry {

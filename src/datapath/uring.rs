@@ -26,6 +26,7 @@ use crossbeam_channel::Receiver;
 use tapnet_switch::{PortId, SwitchConfig};
 use tapnet_wire::Instant;
 
+use super::offload::{self, Framing, HEADROOM};
 use super::pipeline::{Command, DirectWrite, Egress, Flow, Pipeline, PortBackend, Reply};
 use super::{PortIo, RX_BUF_LEN, RX_SLOTS_PER_PORT, Tuning};
 use crate::engine::PacketLink;
@@ -71,6 +72,8 @@ pub(crate) struct UringPort {
     stopped: bool,
     /// Writes use RWF_NOWAIT (cleared if the file rejects it with EOPNOTSUPP).
     tx_nowait: bool,
+    /// Plain frames or a virtio_net_hdr before each.
+    framing: Framing,
 }
 
 /// The I/O side of the loop, separate from the pipeline so both can be borrowed.
@@ -91,11 +94,14 @@ impl PortBackend for Io {
     fn attach(&mut self, port: PortId, io: PortIo) -> anyhow::Result<UringPort> {
         self.next_gen = self.next_gen.wrapping_add(1);
         let gen_ = self.next_gen;
+        let framing = Framing::of(&io);
         let file = self.ring.add_file(io.into_fd());
         let slots = (0..RX_SLOTS_PER_PORT)
             .map(|s| {
-                self.ring
-                    .alloc_buf(RX_BUF_LEN, tag(KIND_READ, port, gen_, slot_u8(s)))
+                self.ring.alloc_buf(
+                    HEADROOM + RX_BUF_LEN,
+                    tag(KIND_READ, port, gen_, slot_u8(s)),
+                )
             })
             .collect();
         // Every slot starts parked; the retry pass submits the reads.
@@ -107,6 +113,7 @@ impl PortBackend for Io {
             poll_armed: false,
             stopped: false,
             tx_nowait: true,
+            framing,
         };
         self.rearm(port, &mut state);
         Ok(state)
@@ -142,9 +149,10 @@ impl Io {
             let t = tag(KIND_READ, port, state.gen_, slot_u8(slot));
             if self
                 .ring
-                .push_read(
+                .push_read_at(
                     state.file,
                     state.slots[slot],
+                    state.framing.read_offset(),
                     t,
                     self.tuning.uring_rx_nowait,
                 )
@@ -191,9 +199,11 @@ impl Io {
 impl DirectWrite<UringPort> for Io {
     fn write_now(&self, port: &UringPort, frame: &[u8]) -> Result<(), i32> {
         let fd = self.ring.file_fd(port.file).ok_or(libc::EBADF)?;
-        rustix::io::write(fd, frame)
-            .map(|_| ())
-            .map_err(|e| e.raw_os_error())
+        let written = match port.framing.tx_header(frame) {
+            None => rustix::io::write(fd, frame),
+            Some(hdr) => rustix::io::writev(fd, &[io::IoSlice::new(&hdr), io::IoSlice::new(frame)]),
+        };
+        written.map(|_| ()).map_err(|e| e.raw_os_error())
     }
 }
 
@@ -416,21 +426,40 @@ impl UringLoop {
             self.pipeline.count_rx_error(port, 0);
             return;
         }
-        let len = usize::try_from(result).unwrap_or(0);
-        let Some(frame) = self.io.ring.buf(buf).and_then(|b| b.get(..len)) else {
+        let n = usize::try_from(result).unwrap_or(0);
+        let framing = entry.io.framing;
+        let rx = self
+            .io
+            .ring
+            .buf_mut(buf)
+            .and_then(|b| offload::rx_prepare(framing, b, n));
+        let Some((mut rx, frame)) = rx.and_then(|rx| {
+            let frame = self.io.ring.buf(buf)?.get(HEADROOM..HEADROOM + rx.len)?;
+            Some((rx, frame))
+        }) else {
             self.rx_slot_free(port, gen_, slot);
             return;
         };
         self.pipeline
             .handle_rx(now, port, frame, &mut self.egress, &self.io);
+        if rx.partial_csum.is_some()
+            && !self.egress.ports().is_empty()
+            && let Some(b) = self.io.ring.buf_mut(buf)
+        {
+            offload::finish_checksum(b, &mut rx);
+        }
         let mut queued = false;
         for &out in self.egress.ports() {
             let Some(target) = self.pipeline.port(out) else {
                 continue;
             };
             let (file, out_gen, nowait) = (target.io.file, target.io.gen_, target.io.tx_nowait);
+            let Some(range) = target.io.framing.tx_range(rx) else {
+                self.pipeline.count_tx_error(out, libc::EMSGSIZE);
+                continue;
+            };
             let t = tag(KIND_WRITE, out, out_gen, 0);
-            match self.io.ring.push_write(file, buf, len, t, nowait) {
+            match self.io.ring.push_write_range(file, buf, range, t, nowait) {
                 Ok(()) => queued = true,
                 Err(_) => self.pipeline.count_tx_error(out, 0),
             }

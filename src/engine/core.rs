@@ -154,8 +154,11 @@ impl Net {
     fn new(cfg: EngineNetwork, seed: u64) -> Self {
         let mut addrs = vec![IpAddr::V4(cfg.gateway)];
         addrs.extend(cfg.gateway6.map(IpAddr::V6));
-        let mtu = usize::try_from(cfg.mtu).unwrap_or(65535);
-        let term = SmolTerminator::new(mtu, &addrs, seed.wrapping_add(u64::from(cfg.id.0)));
+        // smoltcp sizes its segments by the MSS the guest announces (from the guest's
+        // interface MTU), capped by this MTU. 64 KiB lets them grow to the raised MSS
+        // that an offload port announces for its guest (TSO: the datapath writes such
+        // a segment as one packet that the guest's kernel takes whole).
+        let term = SmolTerminator::new(65535, &addrs, seed.wrapping_add(u64::from(cfg.id.0)));
         Self {
             cfg,
             term,

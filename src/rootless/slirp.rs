@@ -466,6 +466,8 @@ pub(crate) fn stack_config(o: &Options) -> Result<StackConfig, String> {
         }
         Target::TapFd(_) => None,
     };
+    // A TAP handed over open was opened without IFF_VNET_HDR.
+    let offload = netns.is_some() && crate::rootless::stack::offload_default();
     Ok(StackConfig {
         netns,
         userns: o.userns_path.clone(),
@@ -479,6 +481,7 @@ pub(crate) fn stack_config(o: &Options) -> Result<StackConfig, String> {
         dns: !o.disable_dns,
         outbound_addr,
         outbound_addr6,
+        offload,
     })
 }
 

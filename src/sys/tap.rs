@@ -3,9 +3,10 @@
 //! calling thread; it disappears when its last fd is closed (we never set `TUNSETPERSIST`).
 //!
 //! Each `read` on the fd returns one Ethernet frame, each `write` sends one
-//! (`IFF_NO_PI`: no packet-information prefix). `IFF_VNET_HDR` (a `virtio_net_hdr`
-//! before every frame, for checksum and segmentation offload) and `IFF_MULTI_QUEUE`
-//! (one fd per queue) are prepared in [`TapOptions`] but not used by tapnet yet.
+//! (`IFF_NO_PI`: no packet-information prefix). With `IFF_VNET_HDR` a `virtio_net_hdr`
+//! comes before every frame, for checksum and segmentation offload (the rootless
+//! stack's TAP, see [`Tap::enable_offload`]). `IFF_MULTI_QUEUE` (one fd per queue) is
+//! prepared in [`TapOptions`] but not used by tapnet yet.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -24,6 +25,9 @@ const TUNGETFEATURES: u64 = 0x8004_54cf; // _IOR('T', 207, unsigned int)
 const TUNSETOFFLOAD: u64 = 0x4004_54d0; // _IOW('T', 208, unsigned int)
 const TUNSETVNETHDRSZ: u64 = 0x4004_54d8; // _IOW('T', 216, int)
 
+/// The `virtio_net_hdr` size tapnet uses (`tapnet_wire::vnet::HDR_LEN`).
+const VNET_HDR_SIZE: i32 = 12;
+
 const IFF_TAP: u16 = 0x0002;
 const IFF_MULTI_QUEUE: u16 = 0x0100;
 const IFF_NO_PI: u16 = 0x1000;
@@ -32,10 +36,7 @@ const IFF_VNET_HDR: u16 = 0x4000;
 const IFF_TUN_EXCL: u16 = 0x8000;
 
 /// `TUNSETOFFLOAD` flags: which offloads the reader of a vnet_hdr TAP can handle.
-#[allow(
-    dead_code,
-    reason = "for IFF_VNET_HDR, which tapnet does not enable yet"
-)]
+#[allow(dead_code, reason = "TSO_ECN: not every user asks for it")]
 pub(crate) mod offload {
     pub(crate) const CSUM: u32 = 0x01;
     pub(crate) const TSO4: u32 = 0x02;
@@ -177,10 +178,6 @@ impl Tap {
     }
 
     /// Tells the kernel which offloads the reader handles (`offload::*`; vnet_hdr TAPs).
-    #[allow(
-        dead_code,
-        reason = "for IFF_VNET_HDR, which tapnet does not enable yet"
-    )]
     pub(crate) fn set_offload(&self, flags: u32) -> io::Result<()> {
         // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned int); no memory
         // is passed.
@@ -199,10 +196,6 @@ impl Tap {
     }
 
     /// Sets the size of the `virtio_net_hdr` prefix (10, or 12 with `num_buffers`).
-    #[allow(
-        dead_code,
-        reason = "for IFF_VNET_HDR, which tapnet does not enable yet"
-    )]
     pub(crate) fn set_vnet_hdr_size(&self, size: i32) -> io::Result<()> {
         // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer, which points to a
         // live local.
@@ -213,6 +206,14 @@ impl Tap {
         } else {
             Ok(())
         }
+    }
+
+    /// On a TAP opened with `vnet_hdr`: a 12-byte `virtio_net_hdr_v1` before every
+    /// frame, and the container's kernel may send (and receive) TCP segments of up to
+    /// 64 KiB with partial checksums (checksum offload, TSO over IPv4 and IPv6, ECN).
+    pub(crate) fn enable_offload(&self) -> io::Result<()> {
+        self.set_vnet_hdr_size(VNET_HDR_SIZE)?;
+        self.set_offload(offload::CSUM | offload::TSO4 | offload::TSO6 | offload::TSO_ECN)
     }
 
     /// The fd, for the datapath (or to send to another process).

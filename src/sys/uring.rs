@@ -316,8 +316,8 @@ impl Ring {
         Some(unsafe { buf.mem.as_ref() })
     }
 
-    /// The buffer's bytes for writing, if no operation uses it.
-    #[cfg(test)]
+    /// The buffer's bytes for writing, if no operation uses it (a completed read's
+    /// buffer, before it is written anywhere).
     pub(crate) fn buf_mut(&mut self, id: BufId) -> Option<&mut [u8]> {
         let buf = self.bufs.get_mut(id.0 as usize)?.as_mut()?;
         if !buf.idle() {
@@ -398,10 +398,24 @@ impl Ring {
 
     /// Queues a read of one frame (one `read(2)`) from `file` into the whole of `buf`.
     /// `nowait` sets `RWF_NOWAIT`: the read fails with `-EAGAIN` instead of waiting.
+    #[cfg(test)]
     pub(crate) fn push_read(
         &mut self,
         file: FileId,
         buf: BufId,
+        tag: u64,
+        nowait: bool,
+    ) -> Result<(), PushError> {
+        self.push_read_at(file, buf, 0, tag, nowait)
+    }
+
+    /// [`Ring::push_read`] into `buf[offset..]` (room for a header in front). The
+    /// completion's result counts the bytes from `offset`.
+    pub(crate) fn push_read_at(
+        &mut self,
+        file: FileId,
+        buf: BufId,
+        offset: usize,
         tag: u64,
         nowait: bool,
     ) -> Result<(), PushError> {
@@ -414,8 +428,10 @@ impl Ring {
         if !b.idle() || b.orphaned {
             return Err(PushError::BufferBusy);
         }
-        let len = u32::try_from(b.mem.len()).unwrap_or(u32::MAX);
-        let ptr = b.mem.as_ptr().cast::<u8>();
+        let offset = offset.min(b.mem.len());
+        let len = u32::try_from(b.mem.len() - offset).unwrap_or(u32::MAX);
+        // Stays in the allocation: `offset <= b.mem.len()`.
+        let ptr = b.mem.as_ptr().cast::<u8>().wrapping_add(offset);
         let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
         // Offset 0: TAP devices and sockets ignore it (verified on 6.18 for TAP,
         // AF_PACKET and AF_UNIX seqpacket fds).
@@ -444,11 +460,24 @@ impl Ring {
     /// Queues a write of `buf[..len]` to `file`, with `RWF_NOWAIT` if `nowait`
     /// (a full queue then fails with `-EAGAIN` instead of waiting). Several writes may
     /// share one buffer.
+    #[cfg(test)]
     pub(crate) fn push_write(
         &mut self,
         file: FileId,
         buf: BufId,
         len: usize,
+        tag: u64,
+        nowait: bool,
+    ) -> Result<(), PushError> {
+        self.push_write_range(file, buf, 0..len, tag, nowait)
+    }
+
+    /// [`Ring::push_write`] of `buf[range]` (clamped to the buffer).
+    pub(crate) fn push_write_range(
+        &mut self,
+        file: FileId,
+        buf: BufId,
+        range: std::ops::Range<usize>,
         tag: u64,
         nowait: bool,
     ) -> Result<(), PushError> {
@@ -461,8 +490,11 @@ impl Ring {
         if b.reading || b.orphaned {
             return Err(PushError::BufferBusy);
         }
-        let len = u32::try_from(len.min(b.mem.len())).unwrap_or(u32::MAX);
-        let ptr = b.mem.as_ptr().cast::<u8>().cast_const();
+        let start = range.start.min(b.mem.len());
+        let end = range.end.clamp(start, b.mem.len());
+        let len = u32::try_from(end - start).unwrap_or(u32::MAX);
+        // Stays in the allocation: `start <= b.mem.len()`.
+        let ptr = b.mem.as_ptr().cast::<u8>().cast_const().wrapping_add(start);
         let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
         let entry = opcode::Write::new(types::Fd(fd), ptr, len)
             .rw_flags(flags)

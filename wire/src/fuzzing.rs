@@ -14,6 +14,7 @@ use core::time::Duration;
 use crate::checksum;
 use crate::ip::{self, IpView, TcpView, Unreachable};
 use crate::reassembly::Reassembler;
+use crate::vnet;
 
 fn check_built(packet: &[u8]) {
     let view = IpView::parse(packet).expect("a built packet parses");
@@ -35,6 +36,38 @@ fn check_built(packet: &[u8]) {
     assert!(valid, "bad transport checksum in a built packet");
 }
 
+/// The checksum/segmentation offload helpers on `packet` behind an Ethernet header:
+/// nothing panics, and raising a SYN's MSS keeps a valid TCP checksum valid.
+fn offload(packet: &[u8]) {
+    let ethertype: u16 = if packet.first().is_some_and(|b| b >> 4 == 6) {
+        0x86dd
+    } else {
+        0x0800
+    };
+    let mut frame = vec![0u8; 14];
+    frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    frame.extend_from_slice(packet);
+    let _ = vnet::tx_header(&frame, 1500);
+    let valid_tcp = |f: &[u8]| {
+        IpView::parse(&f[14..]).is_some_and(|v| {
+            v.proto == ip::PROTO_TCP
+                && !v.fragment
+                && ip::l4_checksum(v.src, v.dst, v.proto, v.l4(&f[14..])) == 0
+        })
+    };
+    let was_valid = valid_tcp(&frame);
+    if vnet::raise_syn_mss(&mut frame, 1460, 1440, 65000) && was_valid {
+        assert!(valid_tcp(&frame), "raising the MSS broke the TCP checksum");
+    }
+    if let Some(h) = vnet::VnetHdr::parse(packet) {
+        let _ = vnet::complete_checksum(
+            &mut frame,
+            usize::from(h.csum_start),
+            usize::from(h.csum_offset),
+        );
+    }
+}
+
 /// Runs one input.
 pub fn run(data: &[u8]) {
     let mut reassembler = Reassembler::default();
@@ -46,6 +79,7 @@ pub fn run(data: &[u8]) {
         let packet = &rest[2..2 + len];
         rest = &rest[2 + len..];
         now += Duration::from_millis(u64::from(packet.first().copied().unwrap_or(0)) * 10);
+        offload(packet);
         let Some(view) = IpView::parse(packet) else {
             continue;
         };

@@ -15,6 +15,7 @@ pub mod ip;
 mod mac;
 pub mod reassembly;
 mod time;
+pub mod vnet;
 
 pub use ethernet::{ETHERNET_HEADER_LEN, EtherType, EthernetFrame, TruncatedFrame};
 pub use mac::{MacAddr, ParseMacError};

@@ -638,7 +638,7 @@ pub(super) fn handle_uplink(cx: &mut Cx<'_>, net: &mut Net, frame: &mut [u8]) ->
         return UplinkVerdict::Drop(RouterDrop::InvalidAddress);
     }
     let mtu = net.mtu();
-    if h.total > mtu {
+    if h.total > net.uplink_limit(h.proto) {
         if h.df {
             icmp_error(
                 cx,

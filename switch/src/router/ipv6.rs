@@ -792,7 +792,7 @@ pub(super) fn handle_uplink(cx: &mut Cx<'_>, net: &mut Net, frame: &mut [u8]) ->
     if net.is_own_v6(h.dst) {
         return UplinkVerdict::Drop(RouterDrop::NotForUs);
     }
-    if h.total > net.mtu() {
+    if h.total > net.uplink_limit(h.next) {
         icmp_error(
             cx,
             net,

@@ -533,6 +533,9 @@ struct Net {
     /// Next unsolicited router advertisement; `None` until the first `handle_timeout`
     /// anchors the schedule (an initial RA is queued by `add_network`).
     next_ra: Option<Instant>,
+    /// TCP segments from the uplink may exceed the MTU: the network's stations take
+    /// them as TSO packets (see [`Router::set_tcp_segmentation_offload`]).
+    tso: bool,
 }
 
 impl Net {
@@ -580,6 +583,16 @@ impl Net {
 
     fn mtu(&self) -> usize {
         usize::try_from(self.cfg.mtu).unwrap_or(usize::MAX)
+    }
+
+    /// The largest packet of protocol `proto` from the uplink that goes into this
+    /// network as it is: the MTU, or 64 KiB for TCP on a TSO network.
+    fn uplink_limit(&self, proto: u8) -> usize {
+        if self.tso && proto == 6 {
+            usize::from(u16::MAX)
+        } else {
+            self.mtu()
+        }
     }
 }
 
@@ -665,6 +678,7 @@ impl Router {
             ndp: NeighbourCache::default(),
             dhcp: dhcp::DhcpState::default(),
             next_ra: None,
+            tso: false,
         };
         if state.cfg.v6.is_some() {
             ipv6::queue_unsolicited_ra(&mut self.out, &state);
@@ -812,6 +826,14 @@ impl Router {
             ipv6::handle_timeout(&mut cx, net);
             dhcp::handle_timeout(&mut cx, net);
         }
+    }
+
+    /// Lets TCP segments from the uplink into `net` unfragmented even when they exceed
+    /// its MTU (up to 64 KiB): for a network whose stations receive through a TAP with
+    /// segmentation offload (the shell writes such a segment as one TSO packet). Other
+    /// protocols keep the MTU. False if there is no such network.
+    pub fn set_tcp_segmentation_offload(&mut self, net: NetworkId, on: bool) -> bool {
+        self.nets.get_mut(&net).map(|n| n.tso = on).is_some()
     }
 
     /// The gateway MAC of a network.

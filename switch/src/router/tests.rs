@@ -1442,3 +1442,36 @@ fn remove_network_forgets_it() {
         RouterVerdict::Uplink { .. }
     ));
 }
+
+#[test]
+fn tso_network_takes_long_tcp_from_the_uplink_but_not_other_protocols() {
+    let mut r = router();
+    assert!(r.set_tcp_segmentation_offload(NET_SLIRP, true));
+    assert!(!r.set_tcp_segmentation_offload(NetworkId(99), true));
+    let mut arp = frame_template(NET_SLIRP, 0);
+    r.handle_frame(t(1), NET_SLIRP, &mut arp);
+    let ip = ipv4_packet(REMOTE4, HOST4, 6, 50, true, &[7; 30_000]);
+    let mut f = uplink_frame(&ip);
+    let len = f.len();
+    assert_eq!(
+        r.handle_uplink(t(2), NET_SLIRP, &mut f),
+        UplinkVerdict::ToNetwork { len }
+    );
+    assert_eq!(&f[14..], &ip[..]);
+    let udp = ipv4_packet(REMOTE4, HOST4, 17, 50, true, &[0; 1600]);
+    assert_eq!(
+        r.handle_uplink(t(2), NET_SLIRP, &mut uplink_frame(&udp)),
+        UplinkVerdict::Drop(RouterDrop::TooBig)
+    );
+    let udp6 = ipv6_packet(REMOTE6, HOST6, 17, 50, &[0; 1500]);
+    assert_eq!(
+        r.handle_uplink(t(2), NET_SLIRP, &mut uplink_frame(&udp6)),
+        UplinkVerdict::Drop(RouterDrop::TooBig)
+    );
+    // Switched off again: the MTU applies to TCP too.
+    assert!(r.set_tcp_segmentation_offload(NET_SLIRP, false));
+    assert_eq!(
+        r.handle_uplink(t(3), NET_SLIRP, &mut uplink_frame(&ip)),
+        UplinkVerdict::Drop(RouterDrop::TooBig)
+    );
+}
