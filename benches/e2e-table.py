@@ -98,6 +98,10 @@ def ratio(a, b):
     if a is None or b is None or b == 0:
         return "–"
     r = a / b
+    if r > 100:
+        return ">100×"
+    if r < 0.01:
+        return "<0.01×"
     return ("%.2f×" % r) if r < 10 else ("%.0f×" % r)
 
 
