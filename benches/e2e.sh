@@ -98,6 +98,7 @@ tapnet_has_uplink() { "$TAPNET" daemon --help 2>/dev/null | grep -q -- '--uplink
 # one benchmark at a time: anchors.sh's names (bench-ctr, bench-ext, bnx0) are fixed
 exec 9>/run/bench-anchors.lock
 flock -n 9 || { echo "e2e.sh: another benchmark holds /run/bench-anchors.lock" >&2; exit 1; }
+trap 'rm -f /run/bench-anchors.lock' EXIT   # replaced by the full cleanup below
 for n in bench-ctr bench-ext; do
 	[ -e /run/netns/$n ] && { echo "e2e.sh: netns $n exists (another benchmark running?); not touching it" >&2; exit 1; }
 done
@@ -108,8 +109,8 @@ done
 # ---------------------------------------------------------------- the shared harness
 # Everything above anchors.sh's main section: option parsing (our -t/-T, one repetition
 # per round), guard chain, ext netns, helpers, measure(), run_tests(), back ends.
-# Two lines are adapted: BENCH_DIR points at the harness (for tcp_rr.c, summarize.py),
-# and the default back-end list is not needed.
+# One line is adapted on the way: BENCH_DIR points at the harness (for tcp_rr.c),
+# since $0 is this script.  The back-end list it parses is ours, restored below.
 grep -q '^# =* main$' "$ANCHORS" && grep -q '^BENCH_DIR=' "$ANCHORS" ||
 	{ echo "e2e.sh: $ANCHORS no longer has the layout this script expects (BENCH_DIR=, '# === main')" >&2; exit 1; }
 export EXTRA_GUARD_NETS="10.96.0.0/24 10.97.0.0/24"   # tapnet daemon network, packet uplink segment
