@@ -66,7 +66,7 @@ OUTDIR=$(cd "$OUTDIR" && pwd)
 # ---------------------------------------------------------------- prerequisites
 need=()
 for c in iperf3:iperf3 slirp4netns:slirp4netns pasta:passt socat:socat ip:iproute2 ss:iproute2 \
-	iptables:iptables cc:gcc python3:python3 ps:procps sysctl:procps flock:util-linux; do
+	iptables:iptables cc:gcc python3:python3 ps:procps sysctl:procps flock:util-linux ethtool:ethtool; do
 	command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -186,7 +186,8 @@ tapnet_daemon_start() { # MTU [daemon options...]
 		{ log "WARN tapnet daemon did not start: $(tail -3 "$OUT/tapnet-daemon.log" | tr '\n' ' ')"; return 1; }
 	tn network create bench --subnet 10.96.0.0/24 --mtu "$mtu" || { log "WARN tapnet network create failed"; return 1; }
 	tn connect bench --netns /run/netns/$CTR_NS --name ctr \
-		-p 127.0.0.1:15201:5202 -p 10.98.0.1:15202:5202 -p 127.0.0.1:15204:5204 || { log "WARN tapnet connect failed"; return 1; }
+		-p 127.0.0.1:15201:5202 -p "${PUBLISH_PEER:-10.98.0.1:15202:5202}" -p 127.0.0.1:15204:5204 ||
+		{ log "WARN tapnet connect failed"; return 1; }
 	wait_until 5 listening - 127.0.0.1:15201 || log "WARN tapnet daemon: 127.0.0.1:15201 not published"
 }
 tapnet_daemon_stop() {
@@ -229,6 +230,8 @@ be_tapnet_uplink_setup() {
 	ip addr add 10.97.0.1/24 dev bnup0
 	sysctl -qw net.ipv6.conf.bnup1.disable_ipv6=1 net.ipv4.conf.bnup1.arp_ignore=8 net.ipv4.conf.bnup1.forwarding=0
 	iptables -t raw -I PREROUTING -i bnup1 -j DROP
+	# tapnet reads whole frames: no TSO/GSO/partial checksums from the host's side.
+	ethtool -K bnup0 tx off tso off gso off >/dev/null 2>&1
 	ip link set bnup0 up
 	ip link set bnup1 up
 	UPLINK_SAVED_FWD=$(cat /proc/sys/net/ipv4/ip_forward)
@@ -236,8 +239,11 @@ be_tapnet_uplink_setup() {
 	iptables -I FORWARD -i bnup0 -o bnx0 -j ACCEPT
 	iptables -I FORWARD -i bnx0 -o bnup0 -j ACCEPT
 	ip -n $EXT_NS route add 10.97.0.0/24 via 10.98.0.1
+	# The peer's published port is the uplink's DNAT (client address kept): the host
+	# forwards 10.98.0.1:15202 to tapnet's uplink address, as a router in front would.
+	iptables -t nat -I PREROUTING -i bnx0 -d 10.98.0.1 -p tcp --dport 15202 -j DNAT --to-destination 10.97.0.2:15202
 	# shellcheck disable=SC2086
-	tapnet_daemon_start "$UPLINK_MTU" $UPLINK_ARGS || return 1
+	PUBLISH_PEER=10.97.0.2:15202:5202 tapnet_daemon_start "$UPLINK_MTU" $UPLINK_ARGS || return 1
 	HOST_GW=10.97.0.1
 	HOST_BIND=10.97.0.1
 	BE_NOTE="$TAPNET_VER; tapnet daemon $UPLINK_ARGS (veth bnup0 10.97.0.1 <-> bnup1), network 10.96.0.0/24 MTU $UPLINK_MTU, connect --netns (TAP), connect -p"
@@ -248,6 +254,7 @@ be_tapnet_uplink_teardown() {
 	iptables -D FORWARD -i bnup0 -o bnx0 -j ACCEPT 2>/dev/null
 	iptables -D FORWARD -i bnx0 -o bnup0 -j ACCEPT 2>/dev/null
 	iptables -t raw -D PREROUTING -i bnup1 -j DROP 2>/dev/null
+	iptables -t nat -D PREROUTING -i bnx0 -d 10.98.0.1 -p tcp --dport 15202 -j DNAT --to-destination 10.97.0.2:15202 2>/dev/null
 	ip link del bnup0 2>/dev/null
 	[ -n "${UPLINK_SAVED_FWD:-}" ] && echo "$UPLINK_SAVED_FWD" >/proc/sys/net/ipv4/ip_forward
 	UPLINK_SAVED_FWD=""
