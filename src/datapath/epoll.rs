@@ -122,6 +122,7 @@ impl EpollLoop {
         config: SwitchConfig,
         wake: OwnedFd,
         uplink: Option<PacketLink>,
+        engine: Option<crate::engine::InlineEngine>,
     ) -> anyhow::Result<Self> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).context("epoll_create")?;
         epoll::add(
@@ -133,14 +134,19 @@ impl EpollLoop {
         .context("add the eventfd to the epoll set")?;
         let mut pipeline = Pipeline::new(config);
         if let Some(link) = uplink {
-            epoll::add(
-                &epoll,
-                link.readiness_fd(),
-                epoll::EventData::new_u64(UPLINK),
-                epoll::EventFlags::IN,
-            )
-            .context("add the uplink to the epoll set")?;
             pipeline.set_uplink(link);
+            if let Some(engine) = engine {
+                pipeline.set_inline_engine(engine);
+            }
+            if let Some(fd) = pipeline.uplink_fd() {
+                epoll::add(
+                    &epoll,
+                    fd,
+                    epoll::EventData::new_u64(UPLINK),
+                    epoll::EventFlags::IN,
+                )
+                .context("add the uplink to the epoll set")?;
+            }
         }
         Ok(Self {
             pipeline,

@@ -114,7 +114,7 @@ impl Datapath {
     /// Starts the datapath thread without an uplink; logs which backend it uses.
     #[cfg(test)]
     pub(crate) fn spawn(choice: BackendChoice, config: SwitchConfig) -> anyhow::Result<Self> {
-        Self::spawn_tuned(choice, config, Tuning::default(), None)
+        Self::spawn_tuned(choice, config, Tuning::default(), None, None)
     }
 
     /// Starts the datapath thread with an uplink: packets the router routes out go to
@@ -124,7 +124,24 @@ impl Datapath {
         config: SwitchConfig,
         uplink: PacketLink,
     ) -> anyhow::Result<Self> {
-        Self::spawn_tuned(choice, config, Tuning::default(), Some(uplink))
+        Self::spawn_tuned(choice, config, Tuning::default(), Some(uplink), None)
+    }
+
+    /// Like [`Self::spawn_with_uplink`], with the host-socket engine run on the
+    /// datapath thread ([`crate::engine::Engine::spawn_inline`]).
+    pub(crate) fn spawn_with_inline_engine(
+        choice: BackendChoice,
+        config: SwitchConfig,
+        uplink: PacketLink,
+        engine: crate::engine::InlineEngine,
+    ) -> anyhow::Result<Self> {
+        Self::spawn_tuned(
+            choice,
+            config,
+            Tuning::default(),
+            Some(uplink),
+            Some(engine),
+        )
     }
 
     pub(crate) fn spawn_tuned(
@@ -132,6 +149,7 @@ impl Datapath {
         config: SwitchConfig,
         tuning: Tuning,
         uplink: Option<PacketLink>,
+        engine: Option<crate::engine::InlineEngine>,
     ) -> anyhow::Result<Self> {
         let wake = Arc::new(
             eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
@@ -148,6 +166,7 @@ impl Datapath {
                     config,
                     tuning,
                     uplink,
+                    engine,
                     &thread_wake,
                     &rx,
                     &started_tx,
@@ -320,6 +339,7 @@ fn run(
     config: SwitchConfig,
     tuning: Tuning,
     mut uplink: Option<PacketLink>,
+    mut engine: Option<crate::engine::InlineEngine>,
     wake: &Arc<OwnedFd>,
     commands: &Receiver<Command>,
     started: &Sender<anyhow::Result<&'static str>>,
@@ -337,7 +357,7 @@ fn run(
         match uring::UringLoop::new(config.clone(), wake_fd, tuning) {
             Ok(mut lp) => {
                 if let Some(link) = uplink.take()
-                    && let Err(e) = lp.set_uplink(link)
+                    && let Err(e) = lp.set_uplink(link, engine.take())
                 {
                     let _ = started.send(Err(anyhow!("connect the uplink to io_uring: {e}")));
                     return;
@@ -365,7 +385,7 @@ fn run(
             return;
         }
     };
-    match epoll::EpollLoop::new(config, wake_fd, uplink) {
+    match epoll::EpollLoop::new(config, wake_fd, uplink, engine) {
         Ok(mut lp) => {
             let _ = started.send(Ok("epoll"));
             lp.run(commands);

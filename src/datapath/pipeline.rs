@@ -171,6 +171,10 @@ pub(crate) struct Pipeline<H> {
     inject_egress: Egress,
     /// Packets for the uplink dropped because its queue was full or there is none.
     uplink_drops: u64,
+    /// The host-socket engine, when it runs on this thread ([`Self::service`] steps it).
+    inline_engine: Option<crate::engine::InlineEngine>,
+    /// When the inline engine's next timer is due.
+    engine_deadline: Option<Instant>,
 }
 
 impl<H> Pipeline<H> {
@@ -189,6 +193,8 @@ impl<H> Pipeline<H> {
             scratch: vec![0u8; SCRATCH_LEN].into_boxed_slice(),
             inject_egress: Egress::default(),
             uplink_drops: 0,
+            inline_engine: None,
+            engine_deadline: None,
         }
     }
 
@@ -197,8 +203,17 @@ impl<H> Pipeline<H> {
         self.uplink = Some(uplink);
     }
 
+    /// Runs the host-socket engine on this thread: the backend polls its fd (as the
+    /// uplink's readiness fd) and every [`Self::service`] steps it.
+    pub(crate) fn set_inline_engine(&mut self, engine: crate::engine::InlineEngine) {
+        self.inline_engine = Some(engine);
+    }
+
     /// The uplink's readiness fd, for the backend to poll.
     pub(crate) fn uplink_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        if let Some(engine) = &self.inline_engine {
+            return Some(engine.poll_fd());
+        }
         self.uplink.as_ref().map(PacketLink::readiness_fd)
     }
 
@@ -266,7 +281,7 @@ impl<H> Pipeline<H> {
         match router.handle_frame(now, net, scratch) {
             RouterVerdict::Uplink { packet } => {
                 if self.outbound(now, net, packet.clone(), writer) {
-                    self.service(now, writer);
+                    self.service_queues(now, writer);
                     return;
                 }
                 let sent = match (&self.uplink, self.scratch.get(packet)) {
@@ -281,7 +296,7 @@ impl<H> Pipeline<H> {
             RouterVerdict::Consumed => {}
             RouterVerdict::Drop(reason) => tracing::trace!(?net, ?reason, "router drop"),
         }
-        self.service(now, writer);
+        self.service_queues(now, writer);
     }
 
     /// Sends the frame in `scratch[..len]` into the network from gateway `port`.
@@ -306,10 +321,19 @@ impl<H> Pipeline<H> {
         }
     }
 
-    /// Moves what waits outside the receive path: packets from the uplink into the
-    /// networks, and frames the router generated. Call after every batch and when the
-    /// uplink is readable.
+    /// Moves what waits outside the receive path: steps an inline engine, then moves
+    /// packets from the uplink into the networks and frames the router generated.
+    /// Call after every batch and when the uplink is readable.
     pub(crate) fn service<W: DirectWrite<H>>(&mut self, now: Instant, writer: &W) {
+        if let Some(engine) = self.inline_engine.as_mut() {
+            engine.step();
+            self.engine_deadline = engine.timeout().map(|d| now + d);
+        }
+        self.service_queues(now, writer);
+    }
+
+    /// [`Self::service`] without stepping the engine (once per frame is too often).
+    fn service_queues<W: DirectWrite<H>>(&mut self, now: Instant, writer: &W) {
         if self.router.is_none() {
             return;
         }
@@ -429,10 +453,15 @@ impl<H> Pipeline<H> {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let router = self.router.as_ref().and_then(Router::poll_timeout);
         let uplink = self.packet_uplink.as_ref().and_then(|up| up.poll_timeout());
-        [self.switch.poll_timeout(), router, uplink]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.switch.poll_timeout(),
+            router,
+            uplink,
+            self.engine_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs the switch's and the router's timers if due. Call once per batch, after

@@ -43,7 +43,7 @@ fn backends() -> Vec<(&'static str, BackendChoice, Tuning)> {
 }
 
 fn spawn(choice: BackendChoice, tuning: Tuning, config: SwitchConfig) -> Datapath {
-    let dp = Datapath::spawn_tuned(choice, config, tuning, None).expect("spawn datapath");
+    let dp = Datapath::spawn_tuned(choice, config, tuning, None, None).expect("spawn datapath");
     let expect = if choice == BackendChoice::Epoll {
         "epoll"
     } else {

@@ -249,15 +249,26 @@ impl UringLoop {
     }
 
     /// Connects the uplink and starts polling its readiness eventfd.
-    pub(crate) fn set_uplink(&mut self, link: PacketLink) -> io::Result<()> {
-        let fd = link.readiness_fd().try_clone_to_owned()?;
+    pub(crate) fn set_uplink(
+        &mut self,
+        link: PacketLink,
+        engine: Option<crate::engine::InlineEngine>,
+    ) -> io::Result<()> {
+        self.pipeline.set_uplink(link);
+        if let Some(engine) = engine {
+            self.pipeline.set_inline_engine(engine);
+        }
+        let fd = self
+            .pipeline
+            .uplink_fd()
+            .ok_or_else(|| io::Error::other("no uplink fd"))?
+            .try_clone_to_owned()?;
         let file = self.io.ring.add_file(fd);
         self.io
             .ring
             .push_poll_in(file, tag(KIND_UPLINK, PortId(0), 0, 0))
             .map_err(io::Error::other)?;
         self.uplink = Some(file);
-        self.pipeline.set_uplink(link);
         Ok(())
     }
 

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -346,7 +346,7 @@ impl EngineLoop {
         Ok(())
     }
 
-    /// Runs until told to stop.
+    /// Runs until told to stop (the engine's own thread).
     pub(super) fn run(&mut self) {
         let mut events: Vec<epoll::Event> = Vec::with_capacity(256);
         while !self.stop {
@@ -357,39 +357,76 @@ impl EngineLoop {
             } else {
                 Some(Duration::ZERO)
             };
-            let ts = timeout.map(|d| rustix::event::Timespec {
-                tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                tv_nsec: i64::from(d.subsec_nanos()),
-            });
-            events.clear();
-            let r = epoll::wait(
-                &self.epoll,
-                rustix::buffer::spare_capacity(&mut events),
-                ts.as_ref(),
-            );
+            let r = self.wait(&mut events, timeout);
             self.link.unpark();
-            match r {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => {
-                    tracing::error!("engine: epoll_wait failed: {e}; stopping");
-                    break;
-                }
+            if let Err(e) = r {
+                tracing::error!("engine: epoll_wait failed: {e}; stopping");
+                break;
             }
-            for ev in &events {
-                let token = ev.data.u64();
-                if token == WAKE {
-                    self.link.clear_wake();
-                    continue;
-                }
-                self.host_event(token, ev.flags);
-            }
-            self.handle_commands();
-            self.drain_link();
-            self.pump_dirty();
-            self.transmit();
-            self.expire();
-            self.link.flush();
+            self.process(&events);
         }
+    }
+
+    /// One round without blocking, for an engine run on the datapath thread: host
+    /// socket events, commands, packets from the datapath, timers.
+    pub(super) fn step(&mut self) {
+        thread_local! {
+            // epoll events hold a pointer-typed union, so they cannot live in the
+            // (Send) engine; one buffer per thread that steps engines.
+            static EVENTS: std::cell::RefCell<Vec<epoll::Event>> =
+                std::cell::RefCell::new(Vec::with_capacity(256));
+        }
+        if self.stop {
+            return;
+        }
+        EVENTS.with_borrow_mut(|events| match self.wait(events, Some(Duration::ZERO)) {
+            Ok(()) => self.process(events),
+            Err(e) => tracing::error!("engine: epoll_wait failed: {e}"),
+        });
+    }
+
+    /// Until the engine's next deadline (smoltcp, conntrack, sweeps).
+    pub(super) fn next_timeout(&mut self) -> Option<Duration> {
+        self.timeout()
+    }
+
+    /// The epoll fd of the host sockets and the wake-up eventfd: readable when
+    /// [`Self::step`] has something to do.
+    pub(super) fn poll_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
+    }
+
+    fn wait(&self, events: &mut Vec<epoll::Event>, timeout: Option<Duration>) -> io::Result<()> {
+        let ts = timeout.map(|d| rustix::event::Timespec {
+            tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(d.subsec_nanos()),
+        });
+        events.clear();
+        match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(events),
+            ts.as_ref(),
+        ) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn process(&mut self, events: &[epoll::Event]) {
+        for ev in events {
+            let token = ev.data.u64();
+            if token == WAKE {
+                self.link.clear_wake();
+                continue;
+            }
+            self.host_event(token, ev.flags);
+        }
+        self.handle_commands();
+        self.drain_link();
+        self.pump_dirty();
+        self.transmit();
+        self.expire();
+        self.link.flush();
     }
 
     /// How long epoll may sleep: until smoltcp's next deadline, the next conntrack

@@ -70,6 +70,8 @@ pub(super) struct EngineLink {
     shared: Arc<Shared>,
     /// Packets were queued for the datapath since the last `flush`.
     pending_wake: bool,
+    /// The engine runs on the datapath thread, which drains the queue after each step.
+    pub(super) inline: bool,
 }
 
 /// A connected pair of link ends.
@@ -91,6 +93,7 @@ pub(super) fn pair() -> std::io::Result<(PacketLink, EngineLink)> {
         EngineLink {
             shared,
             pending_wake: false,
+            inline: false,
         },
     ))
 }
@@ -232,7 +235,8 @@ impl EngineLink {
 
     /// Wakes the datapath if packets were queued since the last call.
     pub(super) fn flush(&mut self) {
-        if std::mem::take(&mut self.pending_wake) {
+        // An engine on the datapath thread is drained right after it ran: no wake-up.
+        if std::mem::take(&mut self.pending_wake) && !self.inline {
             signal(self.shared.guest_ready.as_fd());
         }
     }

@@ -232,16 +232,41 @@ impl Stack {
 
     /// Starts the datapath and the engine around an open TAP fd.
     pub(crate) fn start_with_tap(config: StackConfig, tap: OwnedFd) -> anyhow::Result<Self> {
-        let (engine, link) =
-            Engine::spawn(config.engine_config()).context("start host-socket egress")?;
-        let datapath =
-            match Datapath::spawn_with_uplink(BackendChoice::Auto, SwitchConfig::default(), link) {
-                Ok(d) => d,
-                Err(e) => {
-                    engine.shutdown();
-                    return Err(e.context("start the datapath"));
-                }
-            };
+        // TAPNET_ENGINE=inline runs host-socket egress on the datapath thread (one
+        // thread, no hand-off per packet); the default gives it a thread of its own.
+        let inline = std::env::var_os("TAPNET_ENGINE").is_some_and(|v| v == "inline");
+        let started = if inline {
+            Engine::spawn_inline(config.engine_config())
+                .context("start host-socket egress")
+                .and_then(|(engine, link, core)| {
+                    let datapath = Datapath::spawn_with_inline_engine(
+                        BackendChoice::Auto,
+                        SwitchConfig::default(),
+                        link,
+                        core,
+                    );
+                    Ok((engine, datapath))
+                })
+        } else {
+            Engine::spawn(config.engine_config())
+                .context("start host-socket egress")
+                .map(|(engine, link)| {
+                    let datapath = Datapath::spawn_with_uplink(
+                        BackendChoice::Auto,
+                        SwitchConfig::default(),
+                        link,
+                    );
+                    (engine, datapath)
+                })
+        };
+        let (engine, datapath) = started?;
+        let datapath = match datapath {
+            Ok(d) => d,
+            Err(e) => {
+                engine.shutdown();
+                return Err(e.context("start the datapath"));
+            }
+        };
         let stack = Self {
             datapath,
             engine,
