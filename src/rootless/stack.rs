@@ -238,14 +238,14 @@ impl Stack {
         let started = if inline {
             Engine::spawn_inline(config.engine_config())
                 .context("start host-socket egress")
-                .and_then(|(engine, link, core)| {
+                .map(|(engine, link, core)| {
                     let datapath = Datapath::spawn_with_inline_engine(
                         BackendChoice::Auto,
                         SwitchConfig::default(),
                         link,
                         core,
                     );
-                    Ok((engine, datapath))
+                    (engine, datapath)
                 })
         } else {
             Engine::spawn(config.engine_config())
