@@ -21,6 +21,8 @@ struct Host {
     ns: Netns,
     etc: std::path::PathBuf,
     children: Vec<ChildGuard>,
+    /// `NAME=VALUE` settings in tapnet's environment.
+    env: Vec<String>,
 }
 
 impl Host {
@@ -40,6 +42,7 @@ impl Host {
         std::fs::create_dir_all(&etc).unwrap();
         std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.77\n").unwrap();
         let mut host = Self {
+            env: Vec::new(),
             ns,
             etc,
             children: Vec::new(),
@@ -76,9 +79,10 @@ impl Host {
             "--regid",
             &nobody,
             "--clear-groups",
-            tapnet_bin(),
-            "run",
+            "env",
         ]);
+        full.extend(self.env.iter().map(String::as_str));
+        full.extend([tapnet_bin(), "run"]);
         full.extend_from_slice(args);
         Command::new("ip")
             .args(&full)
@@ -202,6 +206,42 @@ fn gateway_answers_ping_and_tcp_udp_reach_host_loopback() {
         ["ping-ok", "3000000", "5000000", "hello-udp", "60000"],
         "{out}"
     );
+}
+
+/// The same traffic with the host-socket engine on the datapath thread
+/// (`TAPNET_ENGINE=inline`).
+#[test]
+fn inline_engine_carries_ping_tcp_and_udp() {
+    if !rootless_ready("inline_engine_carries_ping_tcp_and_udp") {
+        return;
+    }
+    let mut host = Host::new(false, false);
+    host.env.push("TAPNET_ENGINE=inline".into());
+    host.serve(&[
+        "socat",
+        "TCP-LISTEN:7011,bind=127.0.0.1,reuseaddr,fork",
+        "SYSTEM:wc -c",
+    ]);
+    host.serve(&[
+        "socat",
+        "UDP-LISTEN:7013,bind=127.0.0.1,reuseaddr,fork",
+        "PIPE",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    for mtu in ["65520", "1500"] {
+        let out = host.run_sh(
+            &["--mtu", mtu],
+            "ping -c 2 -W 2 10.0.2.2 >/dev/null && echo ping-ok; \
+             head -c 3000000 /dev/urandom | socat -t 10 - TCP:10.0.2.2:7011; \
+             echo hello-udp | socat -t 3 - UDP:10.0.2.2:7013",
+        );
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        assert_eq!(
+            lines,
+            ["ping-ok", "3000000", "hello-udp"],
+            "MTU {mtu}: {out}"
+        );
+    }
 }
 
 /// At MTU 1500 the container's kernel fragments a 60000-byte datagram; tapnet puts it
