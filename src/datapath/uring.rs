@@ -207,6 +207,19 @@ impl DirectWrite<UringPort> for Io {
     }
 }
 
+/// How long the loop keeps polling after the last completion before it sleeps:
+/// `TAPNET_BUSY_POLL_US` microseconds (0 turns it off).
+fn busy_poll_window() -> Duration {
+    let micros = std::env::var("TAPNET_BUSY_POLL_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_BUSY_POLL_US);
+    Duration::from_micros(micros)
+}
+
+/// Default of [`busy_poll_window`].
+const DEFAULT_BUSY_POLL_US: u64 = 0;
+
 /// One io_uring pipeline thread.
 #[derive(Debug)]
 pub(crate) struct UringLoop {
@@ -274,10 +287,16 @@ impl UringLoop {
 
     pub(crate) fn run(&mut self, commands: &Receiver<Command>) {
         let mut now = monotonic_now();
+        let busy_poll = busy_poll_window();
+        let mut last_activity = now;
         self.handle_commands(now, commands);
         while self.shutdown.is_none() {
             self.retry_parked();
-            let timeout = if self.io.retry.is_empty() {
+            // Right after traffic, poll without sleeping for a short window: a packet
+            // that arrives then costs no wake-up of this thread (the round trip of
+            // request/response traffic is mostly wake-ups on a VM).
+            let spinning = now.saturating_duration_since(last_activity) < busy_poll;
+            let timeout = if self.io.retry.is_empty() && !spinning {
                 self.pipeline
                     .poll_timeout()
                     .map(|t| t.saturating_duration_since(now))
@@ -290,6 +309,9 @@ impl UringLoop {
             }
             now = monotonic_now();
             self.io.ring.reap(&mut self.completions);
+            if !self.completions.is_empty() {
+                last_activity = now;
+            }
             let completions = std::mem::take(&mut self.completions);
             for c in &completions {
                 self.handle_completion(now, c, commands);
