@@ -298,8 +298,14 @@ impl PacketUplink {
     /// The network an inbound IPv6 packet may enter: a reply of a tracked flow, or an
     /// ICMPv6 error about one (Packet Too Big keeps path MTU discovery working).
     fn inbound6(&mut self, now: Instant, ip: &[u8]) -> Option<NetworkId> {
-        let dst = ipv6_dst(ip)?;
-        let net = self.network6(dst)?.net;
+        let Some(net) = ipv6_dst(ip)
+            .and_then(|dst| self.network6(dst))
+            .map(|p| p.net)
+        else {
+            // For none of our prefixes (or malformed): nothing here to deliver it to.
+            self.unsolicited6 += 1;
+            return None;
+        };
         let admitted = match key6(ip) {
             Some((key, tcp)) => match self.routed6.lookup(&key) {
                 Some((_, Direction::Reply)) => {
