@@ -99,6 +99,13 @@ fn open_packet_uplink(
     rt.set_link(index, &up)
         .with_context(|| format!("bring uplink {name} up"))?;
     let mtu = packet::interface_mtu(name).with_context(|| format!("MTU of {name}"))?;
+    // GRO would hand the socket merged frames whose checksums are not the merged
+    // packet's; tapnet must see frames as they were on the wire.
+    if let Err(e) = crate::sys::ethtool::Ethtool::open()
+        .and_then(|ethtool| ethtool.set(name, crate::sys::ethtool::Offload::Gro, false))
+    {
+        tracing::debug!("{name}: switch GRO off: {e}");
+    }
     let fd = packet::open_bound(index)
         .with_context(|| format!("open an AF_PACKET socket on {name} (needs CAP_NET_RAW)"))?;
     packet::set_promiscuous(&fd, index)

@@ -236,6 +236,7 @@ impl UplinkStatsInfo {
             ("ttl_exceeded", s.ttl_exceeded),
             ("unserved_local", s.unserved_local),
             ("unsolicited_ipv6", s.unsolicited6),
+            ("oversized", s.oversized),
         ];
         let mut drops = std::collections::BTreeMap::new();
         for (reason, count) in outside.chain(nat).chain(own) {

@@ -77,6 +77,11 @@ pub(crate) struct PacketUplink {
     routed6: Conntrack,
     /// Inbound IPv6 packets that belong to no tracked flow.
     unsolicited6: u64,
+    /// The uplink interface's MTU.
+    mtu: u32,
+    /// Frames longer than the MTU (merged by GRO, or GSO from the peer): dropped, as
+    /// their checksums are not those of the merged packet.
+    oversized: u64,
 }
 
 /// A network's IPv6 prefix, for routing inbound packets.
@@ -164,6 +169,7 @@ pub(crate) struct PacketUplinkStats {
     pub(crate) ttl_exceeded: u64,
     pub(crate) unserved_local: u64,
     pub(crate) unsolicited6: u64,
+    pub(crate) oversized: u64,
 }
 
 impl PacketUplink {
@@ -181,6 +187,8 @@ impl PacketUplink {
             unserved_local: 0,
             prefixes6: Vec::new(),
             unsolicited6: 0,
+            mtu: config.mtu,
+            oversized: 0,
         }
     }
 
@@ -255,6 +263,7 @@ impl PacketUplink {
             ttl_exceeded: self.ttl_exceeded,
             unserved_local: self.unserved_local,
             unsolicited6: self.unsolicited6,
+            oversized: self.oversized,
         }
     }
 
@@ -348,6 +357,20 @@ impl<H> Pipeline<H> {
         ) else {
             return;
         };
+        // 14 bytes of Ethernet header and one 802.1Q tag above the MTU.
+        if frame.len() > 18 + up.mtu as usize {
+            if up.oversized == 0 {
+                tracing::warn!(
+                    len = frame.len(),
+                    mtu = up.mtu,
+                    "uplink: frames longer than the MTU arrive (receive offload on the \
+                     uplink, or segmentation offload on its peer: ethtool -K IFNAME gro off, \
+                     ethtool -K PEER tso off gso off tx off); dropping them (counted as oversized)"
+                );
+            }
+            up.oversized += 1;
+            return;
+        }
         scratch.copy_from_slice(frame);
         match up.outside.handle_frame(now, scratch) {
             OutsideRx::Reply { len } => self.write_outside(0..len, writer),
