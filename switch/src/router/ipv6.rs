@@ -231,11 +231,16 @@ pub(super) fn queue_unsolicited_ra(out: &mut Out, net: &Net) {
     }
 }
 
-/// Queues a neighbour solicitation for `target`: to its solicited-node multicast
-/// address, or unicast to `mac` (a reachability probe, RFC 4861 7.3.3).
-fn send_solicitation(cx: &mut Cx<'_>, net: &Net, target: Ipv6Addr, mac: Option<MacAddr>) {
-    let Some(v6) = &net.cfg.v6 else { return };
-    let (dst, eth_dst) = match mac {
+/// A neighbour solicitation frame for `target` from `src` at `mac`, with the source
+/// link-layer option (RFC 4861 4.3, 7.2.2): to the target's solicited-node group, or
+/// unicast to `unicast` (a reachability probe, RFC 4861 7.3.3).
+pub(super) fn solicitation(
+    mac: MacAddr,
+    src: Ipv6Addr,
+    target: Ipv6Addr,
+    unicast: Option<MacAddr>,
+) -> Vec<u8> {
+    let (dst, eth_dst) = match unicast {
         Some(mac) => (target, mac),
         None => {
             let group = solicited_node(target);
@@ -246,14 +251,35 @@ fn send_solicitation(cx: &mut Cx<'_>, net: &Net, target: Ipv6Addr, mac: Option<M
     body[0] = NEIGHBOR_SOLICITATION;
     body[8..24].copy_from_slice(&target.octets());
     body[24..26].copy_from_slice(&[1, 1]);
-    body[26..32].copy_from_slice(&net.cfg.gateway_mac.0);
-    let ns = icmpv6_packet(
-        Some((eth_dst, net.cfg.gateway_mac)),
-        v6.gateway,
-        dst,
-        NDP_HOP_LIMIT,
-        &body,
-    );
+    body[26..32].copy_from_slice(&mac.0);
+    icmpv6_packet(Some((eth_dst, mac)), src, dst, NDP_HOP_LIMIT, &body)
+}
+
+/// A neighbour advertisement frame for our `target` at `mac`, with the target
+/// link-layer option and the override flag (RFC 4861 4.4, 7.2.4): the router flag for
+/// a router, solicited unless it answers duplicate address detection.
+pub(super) fn advertisement(
+    mac: MacAddr,
+    router: bool,
+    target: Ipv6Addr,
+    dst: Ipv6Addr,
+    eth_dst: MacAddr,
+    solicited: bool,
+) -> Vec<u8> {
+    let mut body = [0u8; 32];
+    body[0] = NEIGHBOR_ADVERTISEMENT;
+    body[4] = 0x20 | if router { 0x80 } else { 0 } | if solicited { 0x40 } else { 0 };
+    body[8..24].copy_from_slice(&target.octets());
+    body[24..26].copy_from_slice(&[2, 1]);
+    body[26..32].copy_from_slice(&mac.0);
+    icmpv6_packet(Some((eth_dst, mac)), target, dst, NDP_HOP_LIMIT, &body)
+}
+
+/// Queues a neighbour solicitation for `target`: to its solicited-node multicast
+/// address, or unicast to `mac` (a reachability probe, RFC 4861 7.3.3).
+fn send_solicitation(cx: &mut Cx<'_>, net: &Net, target: Ipv6Addr, mac: Option<MacAddr>) {
+    let Some(v6) = &net.cfg.v6 else { return };
+    let ns = solicitation(net.cfg.gateway_mac, v6.gateway, target, mac);
     if cx.out.push(net.id, TransmitTo::Network, ns) {
         bump!(cx.out.counters.ndp_solicitations_sent);
     }
@@ -269,19 +295,7 @@ fn send_advertisement(
     eth_dst: MacAddr,
     solicited: bool,
 ) {
-    let mut body = [0u8; 32];
-    body[0] = NEIGHBOR_ADVERTISEMENT;
-    body[4] = 0x80 | 0x20 | if solicited { 0x40 } else { 0 };
-    body[8..24].copy_from_slice(&target.octets());
-    body[24..26].copy_from_slice(&[2, 1]);
-    body[26..32].copy_from_slice(&net.cfg.gateway_mac.0);
-    let na = icmpv6_packet(
-        Some((eth_dst, net.cfg.gateway_mac)),
-        target,
-        dst,
-        NDP_HOP_LIMIT,
-        &body,
-    );
+    let na = advertisement(net.cfg.gateway_mac, true, target, dst, eth_dst, solicited);
     if cx.out.push(net.id, TransmitTo::Network, na) {
         bump!(cx.out.counters.ndp_advertisements_sent);
     }
@@ -548,21 +562,25 @@ fn echo_reply(
     if !icmpv6_verifies(h.src, h.dst, icmp) {
         return RouterVerdict::Drop(RouterDrop::BadChecksum);
     }
-    {
-        let ip = &mut frame[14..end];
-        ip[8..24].copy_from_slice(&h.dst.octets());
-        ip[24..40].copy_from_slice(&h.src.octets());
-        ip[7] = DEFAULT_HOP_LIMIT;
-        let icmp = &mut ip[l4..];
-        let old = u16::from_be_bytes([icmp[0], icmp[1]]);
-        icmp[0] = ECHO_REQUEST + 1;
-        let new = u16::from_be_bytes([icmp[0], icmp[1]]);
-        let ck = checksum::update_word(u16::from_be_bytes([icmp[2], icmp[3]]), old, new);
-        icmp[2..4].copy_from_slice(&ck.to_be_bytes());
-    }
+    rewrite_echo_reply(&mut frame[14..end], h, l4);
     write_ethernet(frame, src_mac, net.cfg.gateway_mac, EtherType::IPV6);
     bump!(cx.out.counters.echo_replies);
     RouterVerdict::Reply { len: end }
+}
+
+/// Turns the echo request `ip` (header `h`, ICMPv6 at `l4`, checksum verified) into its
+/// echo reply in place: addresses swapped, a fresh hop limit, type 129, the checksum
+/// updated for the type word only (swapping addresses keeps the pseudo-header sum).
+pub(super) fn rewrite_echo_reply(ip: &mut [u8], h: &V6, l4: usize) {
+    ip[8..24].copy_from_slice(&h.dst.octets());
+    ip[24..40].copy_from_slice(&h.src.octets());
+    ip[7] = DEFAULT_HOP_LIMIT;
+    let icmp = &mut ip[l4..];
+    let old = u16::from_be_bytes([icmp[0], icmp[1]]);
+    icmp[0] = ECHO_REQUEST + 1;
+    let new = u16::from_be_bytes([icmp[0], icmp[1]]);
+    let ck = checksum::update_word(u16::from_be_bytes([icmp[2], icmp[3]]), old, new);
+    icmp[2..4].copy_from_slice(&ck.to_be_bytes());
 }
 
 /// A RST for a TCP segment to the router's address (RFC 9293 3.10.7.1).

@@ -22,8 +22,8 @@ use tapnet_wire::{EtherType, checksum};
 use super::arp::{ARP_FRAME_LEN, arp_frame};
 use super::ipv6::{
     ALL_NODES, ECHO_REQUEST, NDP_HOP_LIMIT, NEIGHBOR_ADVERTISEMENT, NEIGHBOR_SOLICITATION,
-    NEXT_ICMPV6, V6, icmpv6_packet, icmpv6_verifies, ipv6_at, is_link_local, link_layer_option,
-    multicast_mac, solicited_node,
+    NEXT_ICMPV6, V6, advertisement, icmpv6_verifies, ipv6_at, is_link_local, link_layer_option,
+    multicast_mac, solicitation, solicited_node,
 };
 use super::neighbour::{Due, Held, Hold, Lookup, NeighbourCache, Origin};
 use super::{link_local_from_mac, mac_at, write_ethernet};
@@ -222,15 +222,50 @@ enum Pending {
     Frame(Vec<u8>),
 }
 
-/// Our IPv4 host on the outside network. See the module documentation.
+/// An address family of the outside port: its neighbour cache, the Ethernet type of
+/// its packets and how a neighbour is asked for (ARP request, neighbour solicitation).
+trait Family: Copy + Eq + core::hash::Hash {
+    const ETHERTYPE: EtherType;
+    fn cache(port: &mut OutsidePort) -> &mut NeighbourCache<Self>;
+    /// The request for `target` (broadcast, or unicast to refresh an entry), and the
+    /// counter of requests sent.
+    fn request(target: Self, unicast: Option<MacAddr>) -> Pending;
+    fn requests(counters: &mut OutsideCounters) -> &mut u64;
+}
+
+impl Family for Ipv4Addr {
+    const ETHERTYPE: EtherType = EtherType::IPV4;
+    fn cache(port: &mut OutsidePort) -> &mut NeighbourCache<Self> {
+        &mut port.neighbours
+    }
+    fn request(target: Self, unicast: Option<MacAddr>) -> Pending {
+        Pending::ArpRequest { target, unicast }
+    }
+    fn requests(counters: &mut OutsideCounters) -> &mut u64 {
+        &mut counters.arp_requests
+    }
+}
+
+impl Family for Ipv6Addr {
+    const ETHERTYPE: EtherType = EtherType::IPV6;
+    fn cache(port: &mut OutsidePort) -> &mut NeighbourCache<Self> {
+        &mut port.neighbours6
+    }
+    fn request(target: Self, unicast: Option<MacAddr>) -> Pending {
+        Pending::Solicitation { target, unicast }
+    }
+    fn requests(counters: &mut OutsideCounters) -> &mut u64 {
+        &mut counters.ndp_requests
+    }
+}
+
+/// Our host on the outside network. See the module documentation.
 #[derive(Debug)]
 pub struct OutsidePort {
     config: OutsideConfig,
     neighbours: NeighbourCache<Ipv4Addr>,
     neighbours6: NeighbourCache<Ipv6Addr>,
     pending: VecDeque<Pending>,
-    due: Vec<Due<Ipv4Addr>>,
-    due6: Vec<Due<Ipv6Addr>>,
     counters: OutsideCounters,
 }
 
@@ -245,8 +280,6 @@ impl OutsidePort {
             neighbours: NeighbourCache::default(),
             neighbours6: NeighbourCache::default(),
             pending: VecDeque::new(),
-            due: Vec::new(),
-            due6: Vec::new(),
             counters: OutsideCounters::default(),
         }
     }
@@ -305,14 +338,7 @@ impl OutsidePort {
         // RFC 826 merge: update a known sender; create an entry only when the packet
         // is for us and the sender is on-link.
         if !sha.is_multicast() && !spa.is_unspecified() && self.config.on_link(spa) {
-            let (released, _) =
-                self.neighbours
-                    .confirm(now, spa, sha, for_us, self.config.max_neighbours);
-            for held in released.into_iter().flatten() {
-                let mut frame = held.frame;
-                write_ethernet(&mut frame, sha, self.config.mac, EtherType::IPV4);
-                self.push_pending(Pending::Frame(frame));
-            }
+            self.learn(now, spa, sha, for_us);
         }
         match op {
             ARP_REQUEST if for_us && spa != self.config.addr => {
@@ -328,23 +354,23 @@ impl OutsidePort {
     }
 
     fn handle_ipv4(&mut self, frame: &mut [u8]) -> OutsideRx {
-        let Some(range) = ipv4_packet(frame) else {
+        let Ok(h) = super::ipv4::parse(&frame[14..]) else {
             return OutsideRx::Drop(self.drop(OutsideDrop::Malformed));
         };
-        let ip = &frame[range.clone()];
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-        let unfragmented = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff == 0;
-        if dst == self.config.addr
-            && ip[9] == PROTO_ICMP
-            && unfragmented
-            && ip.get(ihl) == Some(&8)
-            && checksum::verifies(&ip[ihl..])
+        let end = 14 + h.total;
+        let icmp = &frame[14 + h.ihl..end];
+        if h.dst == self.config.addr
+            && h.proto == PROTO_ICMP
+            && !h.is_fragment()
+            && icmp.first() == Some(&8)
+            && checksum::verifies(icmp)
         {
-            return self.answer_echo(frame, range);
+            let src_mac = mac_at(frame, 6);
+            super::ipv4::rewrite_echo_reply(&mut frame[14..end], h.ihl);
+            return self.answered_echo(frame, src_mac, EtherType::IPV4, end);
         }
         self.counters.rx_packets += 1;
-        OutsideRx::Packet { packet: range }
+        OutsideRx::Packet { packet: 14..end }
     }
 
     fn handle_ipv6(&mut self, now: Instant, frame: &mut [u8]) -> OutsideRx {
@@ -362,7 +388,9 @@ impl OutsidePort {
                     return self.handle_ndp(now, frame, &h, end);
                 }
                 ECHO_REQUEST if self.config.is_own6(h.dst) => {
-                    return self.answer_echo6(frame, &h, end);
+                    let src_mac = mac_at(frame, 6);
+                    super::ipv6::rewrite_echo_reply(&mut frame[14..end], &h, 40);
+                    return self.answered_echo(frame, src_mac, EtherType::IPV6, end);
                 }
                 _ => {}
             }
@@ -374,23 +402,18 @@ impl OutsidePort {
         OutsideRx::Packet { packet: 14..end }
     }
 
-    /// Turns an ICMPv6 echo request to our address into the echo reply (RFC 4443 4.2).
-    fn answer_echo6(&mut self, frame: &mut [u8], h: &V6, end: usize) -> OutsideRx {
-        let src_mac = mac_at(frame, 6);
-        let ip = &mut frame[14..end];
-        ip[8..24].copy_from_slice(&h.dst.octets());
-        ip[24..40].copy_from_slice(&h.src.octets());
-        ip[7] = 64;
-        let icmp = &mut ip[40..];
-        let old = u16::from_be_bytes([icmp[0], icmp[1]]);
-        icmp[0] = ECHO_REQUEST + 1;
-        let new = u16::from_be_bytes([icmp[0], icmp[1]]);
-        let sum = checksum::update_word(u16::from_be_bytes([icmp[2], icmp[3]]), old, new);
-        icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-        write_ethernet(frame, src_mac, self.config.mac, EtherType::IPV6);
+    /// Addresses the echo reply rewritten in `frame[..len]` back to `src_mac`.
+    fn answered_echo(
+        &mut self,
+        frame: &mut [u8],
+        src_mac: MacAddr,
+        ethertype: EtherType,
+        len: usize,
+    ) -> OutsideRx {
+        write_ethernet(frame, src_mac, self.config.mac, ethertype);
         self.counters.echo_answered += 1;
         self.counters.tx_frames += 1;
-        OutsideRx::Reply { len: end }
+        OutsideRx::Reply { len }
     }
 
     /// Our IPv6 addresses and the groups we listen to (all-nodes, our solicited-node
@@ -421,30 +444,18 @@ impl OutsidePort {
             if !self.config.is_own6(target) {
                 return OutsideRx::Drop(self.drop(OutsideDrop::NotForUs));
             }
-            let (dst, eth_dst) = if h.src.is_unspecified() {
+            let dad = h.src.is_unspecified();
+            let (dst, eth_dst) = if dad {
                 // Duplicate address detection: defend the address to all-nodes.
                 (ALL_NODES, multicast_mac(ALL_NODES))
             } else {
                 let mac = sllao.unwrap_or(src_mac);
                 if self.config.on_link6(h.src) {
-                    self.learn6(now, h.src, mac, true);
+                    self.learn(now, h.src, mac, true);
                 }
                 (h.src, mac)
             };
-            let mut body = [0u8; 32];
-            body[0] = NEIGHBOR_ADVERTISEMENT;
-            // Override; solicited unless defending against duplicate detection.
-            body[4] = 0x20 | if h.src.is_unspecified() { 0 } else { 0x40 };
-            body[8..24].copy_from_slice(&target.octets());
-            body[24..26].copy_from_slice(&[2, 1]);
-            body[26..32].copy_from_slice(&self.config.mac.0);
-            let na = icmpv6_packet(
-                Some((eth_dst, self.config.mac)),
-                target,
-                dst,
-                NDP_HOP_LIMIT,
-                &body,
-            );
+            let na = advertisement(self.config.mac, false, target, dst, eth_dst, !dad);
             self.counters.ndp_answered += 1;
             self.push_pending(Pending::Frame(na));
             return OutsideRx::Consumed;
@@ -453,59 +464,67 @@ impl OutsidePort {
             return OutsideRx::Drop(self.drop(OutsideDrop::Malformed));
         };
         if !self.config.is_own6(target) && self.neighbours6.contains(target) {
-            self.learn6(now, target, tlla.unwrap_or(src_mac), false);
+            self.learn(now, target, tlla.unwrap_or(src_mac), false);
         }
         OutsideRx::Consumed
     }
 
-    fn learn6(&mut self, now: Instant, ip: Ipv6Addr, mac: MacAddr, create: bool) {
+    /// Records `ip` at `mac` (creating the entry only if `create`) and releases the
+    /// packets held for it.
+    fn learn<A: Family>(&mut self, now: Instant, ip: A, mac: MacAddr, create: bool) {
         let max = self.config.max_neighbours;
-        let (released, _) = self.neighbours6.confirm(now, ip, mac, create, max);
+        let (released, _) = A::cache(self).confirm(now, ip, mac, create, max);
         for held in released.into_iter().flatten() {
             let mut frame = held.frame;
-            write_ethernet(&mut frame, mac, self.config.mac, EtherType::IPV6);
+            write_ethernet(&mut frame, mac, self.config.mac, A::ETHERTYPE);
             self.push_pending(Pending::Frame(frame));
         }
     }
 
-    /// Turns an echo request to our address into the echo reply (RFC 792), in place.
-    fn answer_echo(&mut self, frame: &mut [u8], range: Range<usize>) -> OutsideRx {
-        let src_mac = mac_at(frame, 6);
-        write_ethernet(frame, src_mac, self.config.mac, EtherType::IPV4);
-        let ip = &mut frame[range.clone()];
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        super::ipv4::rewrite_echo_reply(ip, ihl);
-        self.counters.echo_answered += 1;
-        self.counters.tx_frames += 1;
-        OutsideRx::Reply { len: range.end }
-    }
-
-    /// Sends the IPv4 packet at `frame[14..]` (the first 14 bytes are room for the
+    /// Sends the IP packet at `frame[14..]` (the first 14 bytes are room for the
     /// Ethernet header) to its next hop.
     pub fn send(&mut self, now: Instant, frame: &mut [u8]) -> OutsideTx {
-        if frame.get(14).is_some_and(|b| b >> 4 == 6) {
-            return self.send6(now, frame);
-        }
-        let Some(dst) = frame
-            .get(30..34)
-            .map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]))
-        else {
-            return OutsideTx::Drop(self.drop(OutsideDrop::Malformed));
-        };
-        let next_hop = if self.config.on_link(dst) {
-            dst
-        } else if let Some(gateway) = self.config.gateway {
-            gateway
+        let next_hop = if frame.get(14).is_some_and(|b| b >> 4 == 6) {
+            self.next_hop6(frame)
+                .map(|hop| self.transmit(now, hop, frame))
         } else {
-            return OutsideTx::Drop(self.drop(OutsideDrop::NoRoute));
+            self.next_hop4(frame)
+                .map(|hop| self.transmit(now, hop, frame))
         };
+        next_hop.unwrap_or_else(|reason| OutsideTx::Drop(self.drop(reason)))
+    }
+
+    fn next_hop4(&self, frame: &[u8]) -> Result<Ipv4Addr, OutsideDrop> {
+        let d = frame.get(30..34).ok_or(OutsideDrop::Malformed)?;
+        let dst = Ipv4Addr::new(d[0], d[1], d[2], d[3]);
+        if self.config.on_link(dst) {
+            Ok(dst)
+        } else {
+            self.config.gateway.ok_or(OutsideDrop::NoRoute)
+        }
+    }
+
+    fn next_hop6(&self, frame: &[u8]) -> Result<Ipv6Addr, OutsideDrop> {
+        if frame.len() < 54 || self.config.addr6.is_none() {
+            return Err(OutsideDrop::NoRoute);
+        }
+        let dst = ipv6_at(frame, 38);
+        if self.config.on_link6(dst) {
+            Ok(dst)
+        } else {
+            self.config.gateway6.ok_or(OutsideDrop::NoRoute)
+        }
+    }
+
+    /// Addresses `frame` to `next_hop` if it is resolved, else holds a copy and asks.
+    fn transmit<A: Family>(&mut self, now: Instant, next_hop: A, frame: &mut [u8]) -> OutsideTx {
         let timeout = self.config.neighbour_timeout;
-        match self.neighbours.lookup(now, next_hop, timeout) {
+        match A::cache(self).lookup(now, next_hop, timeout) {
             Lookup::Hit { mac, probe } => {
                 if probe {
                     self.request(next_hop, Some(mac));
                 }
-                write_ethernet(frame, mac, self.config.mac, EtherType::IPV4);
+                write_ethernet(frame, mac, self.config.mac, A::ETHERTYPE);
                 self.counters.tx_frames += 1;
                 OutsideTx::Send { len: frame.len() }
             }
@@ -514,13 +533,11 @@ impl OutsidePort {
                     frame: frame.to_vec(),
                     origin: Origin::Uplink,
                 };
-                match self.neighbours.hold(
-                    now,
-                    next_hop,
-                    held,
+                let (per_neighbour, max) = (
                     self.config.pending_per_neighbour,
                     self.config.max_neighbours,
-                ) {
+                );
+                match A::cache(self).hold(now, next_hop, held, per_neighbour, max) {
                     Hold::Started => {
                         self.request(next_hop, None);
                         OutsideTx::Queued
@@ -532,88 +549,9 @@ impl OutsidePort {
         }
     }
 
-    /// [`Self::send`] for an IPv6 packet.
-    fn send6(&mut self, now: Instant, frame: &mut [u8]) -> OutsideTx {
-        if frame.len() < 54 || self.config.addr6.is_none() {
-            return OutsideTx::Drop(self.drop(OutsideDrop::NoRoute));
-        }
-        let dst = ipv6_at(frame, 38);
-        let next_hop = if self.config.on_link6(dst) {
-            dst
-        } else if let Some(gateway) = self.config.gateway6 {
-            gateway
-        } else {
-            return OutsideTx::Drop(self.drop(OutsideDrop::NoRoute));
-        };
-        let timeout = self.config.neighbour_timeout;
-        match self.neighbours6.lookup(now, next_hop, timeout) {
-            Lookup::Hit { mac, probe } => {
-                if probe {
-                    self.solicit(next_hop, Some(mac));
-                }
-                write_ethernet(frame, mac, self.config.mac, EtherType::IPV6);
-                self.counters.tx_frames += 1;
-                OutsideTx::Send { len: frame.len() }
-            }
-            Lookup::Miss => {
-                let held = Held {
-                    frame: frame.to_vec(),
-                    origin: Origin::Uplink,
-                };
-                match self.neighbours6.hold(
-                    now,
-                    next_hop,
-                    held,
-                    self.config.pending_per_neighbour,
-                    self.config.max_neighbours,
-                ) {
-                    Hold::Started => {
-                        self.solicit(next_hop, None);
-                        OutsideTx::Queued
-                    }
-                    Hold::Added => OutsideTx::Queued,
-                    Hold::Full => OutsideTx::Drop(self.drop(OutsideDrop::HoldFull)),
-                }
-            }
-        }
-    }
-
-    fn solicit(&mut self, target: Ipv6Addr, unicast: Option<MacAddr>) {
-        self.counters.ndp_requests += 1;
-        self.push_pending(Pending::Solicitation { target, unicast });
-    }
-
-    /// A neighbour solicitation for `target` (RFC 4861 7.2.2): to its solicited-node
-    /// group, or unicast to `mac` (a reachability probe).
-    fn solicitation(&self, target: Ipv6Addr, unicast: Option<MacAddr>) -> Vec<u8> {
-        let (dst, eth_dst) = match unicast {
-            Some(mac) => (target, mac),
-            None => {
-                let group = solicited_node(target);
-                (group, multicast_mac(group))
-            }
-        };
-        let src = match self.config.addr6 {
-            Some((addr, _)) if !is_link_local(target) => addr,
-            _ => link_local_from_mac(self.config.mac),
-        };
-        let mut body = [0u8; 32];
-        body[0] = NEIGHBOR_SOLICITATION;
-        body[8..24].copy_from_slice(&target.octets());
-        body[24..26].copy_from_slice(&[1, 1]);
-        body[26..32].copy_from_slice(&self.config.mac.0);
-        icmpv6_packet(
-            Some((eth_dst, self.config.mac)),
-            src,
-            dst,
-            NDP_HOP_LIMIT,
-            &body,
-        )
-    }
-
-    fn request(&mut self, target: Ipv4Addr, unicast: Option<MacAddr>) {
-        self.counters.arp_requests += 1;
-        self.push_pending(Pending::ArpRequest { target, unicast });
+    fn request<A: Family>(&mut self, target: A, unicast: Option<MacAddr>) {
+        *A::requests(&mut self.counters) += 1;
+        self.push_pending(A::request(target, unicast));
     }
 
     fn push_pending(&mut self, pending: Pending) {
@@ -641,7 +579,11 @@ impl OutsidePort {
                     ARP_FRAME_LEN
                 }
                 Pending::Solicitation { target, unicast } => {
-                    let ns = self.solicitation(target, unicast);
+                    let src = match self.config.addr6 {
+                        Some((addr, _)) if !is_link_local(target) => addr,
+                        _ => link_local_from_mac(self.config.mac),
+                    };
+                    let ns = solicitation(self.config.mac, src, target, unicast);
                     buf.get_mut(..ns.len())?.copy_from_slice(&ns);
                     ns.len()
                 }
@@ -670,13 +612,18 @@ impl OutsidePort {
         v4.into_iter().chain(v6).min()
     }
 
-    /// Retries ARP requests, gives up on silent next hops (their packets are dropped
-    /// and counted) and forgets stale neighbours.
+    /// Retries ARP requests and neighbour solicitations, gives up on silent next hops
+    /// (their packets are dropped and counted) and forgets stale neighbours.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut due = core::mem::take(&mut self.due);
-        self.neighbours
-            .poll(now, self.config.neighbour_timeout, &mut due);
-        for d in due.drain(..) {
+        self.expire::<Ipv4Addr>(now);
+        self.expire::<Ipv6Addr>(now);
+    }
+
+    fn expire<A: Family>(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        let timeout = self.config.neighbour_timeout;
+        A::cache(self).poll(now, timeout, &mut due);
+        for d in due {
             match d {
                 Due::Retry(addr) => self.request(addr, None),
                 Due::Failed(_, held) => {
@@ -684,42 +631,5 @@ impl OutsidePort {
                 }
             }
         }
-        self.due = due;
-        let mut due6 = core::mem::take(&mut self.due6);
-        self.neighbours6
-            .poll(now, self.config.neighbour_timeout, &mut due6);
-        for d in due6.drain(..) {
-            match d {
-                Due::Retry(addr) => self.solicit(addr, None),
-                Due::Failed(_, held) => {
-                    self.counters.drops[OutsideDrop::Unresolved as usize] += held.len() as u64;
-                }
-            }
-        }
-        self.due6 = due6;
     }
-
-    /// Resolved neighbours: address and MAC.
-    pub fn neighbours(&self, now: Instant) -> Vec<(Ipv4Addr, MacAddr)> {
-        self.neighbours
-            .entries(now, self.config.neighbour_timeout)
-            .map(|(addr, mac, _)| (addr, mac))
-            .collect()
-    }
-}
-
-/// The byte range of a well-formed IPv4 packet after the Ethernet header: version 4,
-/// a sane header length and total length, a valid header checksum.
-fn ipv4_packet(frame: &[u8]) -> Option<Range<usize>> {
-    let ip = frame.get(14..)?;
-    let first = *ip.first()?;
-    let ihl = usize::from(first & 0x0f) * 4;
-    if first >> 4 != 4 || ihl < 20 || ip.len() < ihl {
-        return None;
-    }
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if total < ihl || total > ip.len() || !checksum::verifies(&ip[..ihl]) {
-        return None;
-    }
-    Some(14..14 + total)
 }
