@@ -69,6 +69,7 @@ fn open_packet_uplink(
     options: &UplinkOptions,
     conntrack: &ConntrackConfig,
 ) -> anyhow::Result<(PacketUplinkConfig, PortIo)> {
+    use crate::sys::ethtool::{Ethtool, Offload};
     use crate::sys::{netlink, packet};
     let name = &options.ifname;
     let addr = options.addr.addr();
@@ -98,12 +99,13 @@ fn open_packet_uplink(
     };
     rt.set_link(index, &up)
         .with_context(|| format!("bring uplink {name} up"))?;
-    let mtu = packet::interface_mtu(name).with_context(|| format!("MTU of {name}"))?;
+    let ethtool = Ethtool::open().context("open an interface ioctl socket")?;
+    let mtu = ethtool
+        .mtu(name)
+        .with_context(|| format!("MTU of {name}"))?;
     // GRO would hand the socket merged frames whose checksums are not the merged
     // packet's; tapnet must see frames as they were on the wire.
-    if let Err(e) = crate::sys::ethtool::Ethtool::open()
-        .and_then(|ethtool| ethtool.set(name, crate::sys::ethtool::Offload::Gro, false))
-    {
+    if let Err(e) = ethtool.set(name, Offload::Gro, false) {
         tracing::debug!("{name}: switch GRO off: {e}");
     }
     let fd = packet::open_bound(index)

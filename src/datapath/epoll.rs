@@ -186,10 +186,7 @@ impl EpollLoop {
                     super::drain_wake(self.wake.as_fd());
                     self.handle_commands(now, commands);
                 } else if data == UPLINK {
-                    if let Some(fd) = self.pipeline.uplink_fd() {
-                        super::drain_wake(fd);
-                    }
-                    self.pipeline.service(now, &self.io);
+                    self.pipeline.uplink_ready(now, &self.io);
                 } else {
                     self.read_port(now, data);
                 }

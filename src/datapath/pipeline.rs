@@ -115,6 +115,17 @@ pub(crate) struct PortEntry<H> {
     tx_error_logged: bool,
 }
 
+impl<H> PortEntry<H> {
+    fn new(io: H) -> Self {
+        Self {
+            io,
+            rx_errors: 0,
+            tx_errors: 0,
+            tx_error_logged: false,
+        }
+    }
+}
+
 /// Egress ports of one frame, filled by [`Pipeline::handle_rx`]. Owned by the backend
 /// and reused, so forwarding does not allocate once it has grown to the port count.
 #[derive(Debug, Default)]
@@ -319,6 +330,17 @@ impl<H> Pipeline<H> {
                 tracing::trace!(?out, errno, "direct write failed");
             }
         }
+    }
+
+    /// The uplink's fd was readable: resets it (the link's eventfd; an inline engine's
+    /// epoll fd needs no reset) and moves what waits.
+    pub(crate) fn uplink_ready<W: DirectWrite<H>>(&mut self, now: Instant, writer: &W) {
+        if self.inline_engine.is_none()
+            && let Some(link) = &self.uplink
+        {
+            super::drain_wake(link.readiness_fd());
+        }
+        self.service(now, writer);
     }
 
     /// Moves what waits outside the receive path: steps an inline engine, then moves
@@ -652,15 +674,7 @@ impl<H> Pipeline<H> {
         self.router_config.uplink_mtu = config.mtu;
         let port = config.port;
         let io = backend.attach(port, io)?;
-        self.ports.insert(
-            port,
-            PortEntry {
-                io,
-                rx_errors: 0,
-                tx_errors: 0,
-                tx_error_logged: false,
-            },
-        );
+        self.ports.insert(port, PortEntry::new(io));
         self.packet_uplink = Some(Box::new(PacketUplink::new(config)));
         Ok(())
     }
@@ -689,15 +703,7 @@ impl<H> Pipeline<H> {
                 if tso && let Some(router) = self.router.as_mut() {
                     router.set_tcp_segmentation_offload(net, true);
                 }
-                self.ports.insert(
-                    port,
-                    PortEntry {
-                        io,
-                        rx_errors: 0,
-                        tx_errors: 0,
-                        tx_error_logged: false,
-                    },
-                );
+                self.ports.insert(port, PortEntry::new(io));
                 Ok(())
             }
             Err(e) => {

@@ -363,10 +363,7 @@ impl UringLoop {
                 }
             }
             (KIND_UPLINK, _) => {
-                if let Some(fd) = self.uplink.and_then(|f| self.io.ring.file_fd(f)) {
-                    super::drain_wake(fd);
-                }
-                self.pipeline.service(now, &self.io);
+                self.pipeline.uplink_ready(now, &self.io);
                 if let Some(file) = self.uplink
                     && let Err(e) = self.io.ring.push_poll_in(file, c.tag)
                 {

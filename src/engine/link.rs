@@ -39,6 +39,9 @@ struct Shared {
     guest_ready: OwnedFd,
     /// Packets the datapath handed in that did not fit in the queue.
     send_drops: AtomicU64,
+    /// The engine runs on the datapath thread, which drains `to_guest` right after each
+    /// step: `guest_ready` is neither signalled nor read.
+    inline: bool,
 }
 
 impl Shared {
@@ -70,12 +73,10 @@ pub(super) struct EngineLink {
     shared: Arc<Shared>,
     /// Packets were queued for the datapath since the last `flush`.
     pending_wake: bool,
-    /// The engine runs on the datapath thread, which drains the queue after each step.
-    pub(super) inline: bool,
 }
 
-/// A connected pair of link ends.
-pub(super) fn pair() -> std::io::Result<(PacketLink, EngineLink)> {
+/// A connected pair of link ends; `inline` when the engine runs on the datapath thread.
+pub(super) fn pair(inline: bool) -> std::io::Result<(PacketLink, EngineLink)> {
     let flags = EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK;
     let shared = Arc::new(Shared {
         to_engine: crossbeam_channel::bounded(QUEUE_DEPTH),
@@ -85,6 +86,7 @@ pub(super) fn pair() -> std::io::Result<(PacketLink, EngineLink)> {
         engine_parked: AtomicBool::new(false),
         guest_ready: eventfd(0, flags)?,
         send_drops: AtomicU64::new(0),
+        inline,
     });
     Ok((
         PacketLink {
@@ -93,7 +95,6 @@ pub(super) fn pair() -> std::io::Result<(PacketLink, EngineLink)> {
         EngineLink {
             shared,
             pending_wake: false,
-            inline: false,
         },
     ))
 }
@@ -139,6 +140,10 @@ impl PacketLink {
         loop {
             let packet = match shared.to_guest.1.try_recv() {
                 Ok(p) => p,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) if shared.inline => {
+                    // Nothing signalled the eventfd: no read (a syscall per frame).
+                    return None;
+                }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
                     // Reset the level, then look again: a packet queued between the
                     // failed pop and the reset must not be stranded.
@@ -236,7 +241,7 @@ impl EngineLink {
     /// Wakes the datapath if packets were queued since the last call.
     pub(super) fn flush(&mut self) {
         // An engine on the datapath thread is drained right after it ran: no wake-up.
-        if std::mem::take(&mut self.pending_wake) && !self.inline {
+        if std::mem::take(&mut self.pending_wake) && !self.shared.inline {
             signal(self.shared.guest_ready.as_fd());
         }
     }
@@ -265,7 +270,7 @@ mod tests {
 
     #[test]
     fn packets_cross_both_ways_and_buffers_are_recycled() {
-        let (link, mut engine) = pair().unwrap();
+        let (link, mut engine) = pair(false).unwrap();
         assert!(link.send(NetworkId(3), b"hello"));
         let p = engine.pop().unwrap();
         assert_eq!((p.net, &p.data[..]), (NetworkId(3), &b"hello"[..]));
@@ -283,7 +288,7 @@ mod tests {
 
     #[test]
     fn full_queue_refuses_and_counts() {
-        let (link, engine) = pair().unwrap();
+        let (link, engine) = pair(false).unwrap();
         for _ in 0..QUEUE_DEPTH {
             assert!(link.send(NetworkId(1), &[0; 20]));
         }
@@ -293,7 +298,7 @@ mod tests {
 
     #[test]
     fn parked_engine_is_woken_once() {
-        let (link, engine) = pair().unwrap();
+        let (link, engine) = pair(false).unwrap();
         assert!(engine.park());
         assert!(link.send(NetworkId(1), b"x"));
         let mut n = [0u8; 8];

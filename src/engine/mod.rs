@@ -212,7 +212,7 @@ impl Engine {
     /// Starts the engine thread. Its host sockets live in the network namespace of
     /// the calling thread.
     pub(crate) fn spawn(config: EngineConfig) -> anyhow::Result<(Self, PacketLink)> {
-        let (link, engine_link) = link::pair().context("create the engine's eventfds")?;
+        let (link, engine_link) = link::pair(false).context("create the engine's eventfds")?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let forwards = Arc::new(Mutex::new(BTreeMap::new()));
         let waker = engine_link.waker();
@@ -240,8 +240,7 @@ impl Engine {
     pub(crate) fn spawn_inline(
         config: EngineConfig,
     ) -> anyhow::Result<(Self, PacketLink, InlineEngine)> {
-        let (link, mut engine_link) = link::pair().context("create the engine's eventfds")?;
-        engine_link.inline = true;
+        let (link, engine_link) = link::pair(true).context("create the engine's eventfds")?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let forwards = Arc::new(Mutex::new(BTreeMap::new()));
         let waker = engine_link.waker();

@@ -89,31 +89,3 @@ pub(crate) fn set_promiscuous(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
     }
     Ok(())
 }
-
-/// The MTU of the interface `name` in the caller's network namespace (`SIOCGIFMTU`).
-pub(crate) fn interface_mtu(name: &str) -> io::Result<u32> {
-    let sock = rustix::net::socket_with(
-        AddressFamily::INET,
-        SocketType::DGRAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
-    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    let bytes = name.as_bytes();
-    if bytes.len() >= req.ifr_name.len() || bytes.contains(&0) {
-        return Err(io::Error::from_raw_os_error(libc::ENODEV));
-    }
-    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFMTU reads the NUL-terminated name from and writes the MTU into
-    // `req`, a live local `ifreq`, as the ioctl requires.
-    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &raw mut req) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: after SIOCGIFMTU succeeded, the union holds `ifru_mtu`.
-    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
-    u32::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
