@@ -212,7 +212,7 @@ fn forward(
         return RouterVerdict::Drop(RouterDrop::EgressDenied);
     }
     let mtu = usize::try_from(cx.cfg.uplink_mtu).unwrap_or(usize::MAX);
-    if h.total > mtu {
+    if cx.wire_len(&frame[14..end], h.total, h.proto, h.ihl) > mtu {
         if h.df {
             icmp_error(
                 cx,
@@ -257,7 +257,8 @@ fn hairpin(
         return RouterVerdict::Drop(RouterDrop::TtlExceeded);
     }
     let mtu = net.mtu();
-    if h.total > mtu && h.df {
+    let too_big = cx.wire_len(&frame[14..end], h.total, h.proto, h.ihl) > mtu;
+    if too_big && h.df {
         icmp_error(
             cx,
             net,
@@ -272,7 +273,7 @@ fn hairpin(
     }
     bump!(cx.out.counters.hairpinned);
     decrement_ttl_v4(&mut frame[14..end]);
-    if h.total > mtu {
+    if too_big {
         let fragments = fragment(&frame[14..end], mtu, 14);
         if fragments.is_empty() {
             return RouterVerdict::Drop(RouterDrop::TooBig);
@@ -638,7 +639,7 @@ pub(super) fn handle_uplink(cx: &mut Cx<'_>, net: &mut Net, frame: &mut [u8]) ->
         return UplinkVerdict::Drop(RouterDrop::InvalidAddress);
     }
     let mtu = net.mtu();
-    if h.total > net.uplink_limit(h.proto) {
+    if cx.wire_len(&frame[14..end], h.total, h.proto, h.ihl) > net.uplink_limit(h.proto) {
         if h.df {
             icmp_error(
                 cx,

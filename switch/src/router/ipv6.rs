@@ -441,7 +441,9 @@ fn forward(cx: &mut Cx<'_>, net: &Net, frame: &mut [u8], h: &V6, origin: Origin)
         return RouterVerdict::Drop(RouterDrop::EgressDenied);
     }
     let mtu = cx.cfg.uplink_mtu;
-    if h.total > usize::try_from(mtu).unwrap_or(usize::MAX) {
+    if cx.wire_len(&frame[14..end], h.total, h.next, 40)
+        > usize::try_from(mtu).unwrap_or(usize::MAX)
+    {
         icmp_error(
             cx,
             net,
@@ -472,7 +474,7 @@ fn hairpin(
         icmp_error(cx, net, &frame[14..end], false, 3, 0, [0; 4], origin);
         return RouterVerdict::Drop(RouterDrop::TtlExceeded);
     }
-    if h.total > net.mtu() {
+    if cx.wire_len(&frame[14..end], h.total, h.next, 40) > net.mtu() {
         icmp_error(
             cx,
             net,
@@ -810,7 +812,7 @@ pub(super) fn handle_uplink(cx: &mut Cx<'_>, net: &mut Net, frame: &mut [u8]) ->
     if net.is_own_v6(h.dst) {
         return UplinkVerdict::Drop(RouterDrop::NotForUs);
     }
-    if h.total > net.uplink_limit(h.next) {
+    if cx.wire_len(&frame[14..end], h.total, h.next, 40) > net.uplink_limit(h.next) {
         icmp_error(
             cx,
             net,

@@ -518,6 +518,26 @@ struct Cx<'a> {
     cfg: &'a RouterConfig,
     out: &'a mut Out,
     routes: &'a Routes,
+    /// The payload bytes per segment of a TCP segmentation offload (TSO) frame being
+    /// handled; `None` for a packet that goes on the wire as it is.
+    segment: Option<u16>,
+}
+
+impl Cx<'_> {
+    /// The size on the wire of the largest packet that the IP packet `ip` (`total`
+    /// bytes, transport header at `l4`) stands for: itself, or for a TSO frame one
+    /// segment, its headers plus `segment` payload bytes. MTU checks (RFC 1191, RFC
+    /// 8201) are about packets on the wire, and a TSO frame is cut into segments by
+    /// the port it leaves through (the kernel's GSO, or the datapath's own).
+    fn wire_len(&self, ip: &[u8], total: usize, proto: u8, l4: usize) -> usize {
+        match self.segment {
+            Some(segment) if proto == 6 => {
+                let doff = ip.get(l4 + 12).map_or(20, |b| usize::from(b >> 4) * 4);
+                total.min(l4 + doff + usize::from(segment))
+            }
+            _ => total,
+        }
+    }
 }
 
 /// One network's state.
@@ -710,6 +730,19 @@ impl Router {
         net: NetworkId,
         frame: &mut [u8],
     ) -> RouterVerdict {
+        self.handle_frame_segmented(now, net, frame, None)
+    }
+
+    /// [`Self::handle_frame`] for a TCP segmentation offload frame: a TCP segment of
+    /// up to 64 KiB that goes on the wire as segments of `segment` payload bytes
+    /// (`virtio_net_hdr.gso_size`), so size limits apply to one such segment.
+    pub fn handle_frame_segmented(
+        &mut self,
+        now: Instant,
+        net: NetworkId,
+        frame: &mut [u8],
+        segment: Option<u16>,
+    ) -> RouterVerdict {
         let Self {
             config,
             nets,
@@ -724,6 +757,7 @@ impl Router {
                     cfg: config,
                     out,
                     routes,
+                    segment,
                 };
                 dispatch_frame(&mut cx, state, frame)
             }
@@ -745,6 +779,18 @@ impl Router {
         net: NetworkId,
         frame: &mut [u8],
     ) -> UplinkVerdict {
+        self.handle_uplink_segmented(now, net, frame, None)
+    }
+
+    /// [`Self::handle_uplink`] for a TCP segmentation offload frame of `segment`
+    /// payload bytes per segment (see [`Self::handle_frame_segmented`]).
+    pub fn handle_uplink_segmented(
+        &mut self,
+        now: Instant,
+        net: NetworkId,
+        frame: &mut [u8],
+        segment: Option<u16>,
+    ) -> UplinkVerdict {
         let Self {
             config,
             nets,
@@ -759,6 +805,7 @@ impl Router {
                     cfg: config,
                     out,
                     routes,
+                    segment,
                 };
                 match frame.get(14).map(|b| b >> 4) {
                     Some(4) => ipv4::handle_uplink(&mut cx, state, frame),
@@ -820,6 +867,7 @@ impl Router {
             cfg: config,
             out,
             routes,
+            segment: None,
         };
         for net in nets.values_mut() {
             arp::handle_timeout(&mut cx, net);

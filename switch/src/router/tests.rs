@@ -1475,3 +1475,71 @@ fn tso_network_takes_long_tcp_from_the_uplink_but_not_other_protocols() {
         UplinkVerdict::Drop(RouterDrop::TooBig)
     );
 }
+
+/// A TCP payload whose first 20 bytes are a header with data offset 5.
+fn tcp_payload(len: usize) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    p[12] = 0x50;
+    p
+}
+
+#[test]
+fn tso_frames_are_checked_against_the_mtu_one_segment_at_a_time() {
+    let mut r = router_with(RouterConfig {
+        uplink_mtu: 1500,
+        ..RouterConfig::default()
+    });
+    // 30 KB of TCP in one frame, 1460 payload bytes per segment: 1500 on the wire.
+    let mut f = eth_ipv4(HOST4, REMOTE4, 6, 64, true, &tcp_payload(30_000));
+    assert!(matches!(
+        r.handle_frame_segmented(t(1), NET_SLIRP, &mut f, Some(1460)),
+        RouterVerdict::Uplink { .. }
+    ));
+    // One byte more per segment does not fit: fragmentation needed, as for a packet.
+    let mut f = eth_ipv4(HOST4, REMOTE4, 6, 64, true, &tcp_payload(30_000));
+    assert_eq!(
+        r.handle_frame_segmented(t(1), NET_SLIRP, &mut f, Some(1461)),
+        RouterVerdict::Drop(RouterDrop::TooBig)
+    );
+    // Without a segment size the frame is one packet, too big.
+    let mut f = eth_ipv4(HOST4, REMOTE4, 6, 64, true, &tcp_payload(30_000));
+    assert_eq!(
+        r.handle_frame(t(1), NET_SLIRP, &mut f),
+        RouterVerdict::Drop(RouterDrop::TooBig)
+    );
+    // Only TCP is segmented.
+    let mut f = eth_ipv4(HOST4, REMOTE4, 17, 64, true, &tcp_payload(30_000));
+    assert_eq!(
+        r.handle_frame_segmented(t(1), NET_SLIRP, &mut f, Some(1000)),
+        RouterVerdict::Drop(RouterDrop::TooBig)
+    );
+}
+
+#[test]
+fn tso_frames_from_the_uplink_enter_a_network_without_tso_by_segment_size() {
+    let mut r = router();
+    let mut arp = frame_template(NET_SLIRP, 0);
+    r.handle_frame(t(1), NET_SLIRP, &mut arp);
+    let ip = ipv4_packet(REMOTE4, HOST4, 6, 50, true, &tcp_payload(30_000));
+    let mut f = uplink_frame(&ip);
+    let len = f.len();
+    assert_eq!(
+        r.handle_uplink_segmented(t(2), NET_SLIRP, &mut f, Some(1460)),
+        UplinkVerdict::ToNetwork { len }
+    );
+    assert_eq!(
+        r.handle_uplink_segmented(t(2), NET_SLIRP, &mut uplink_frame(&ip), Some(1461)),
+        UplinkVerdict::Drop(RouterDrop::TooBig)
+    );
+    let ip6 = ipv6_packet(REMOTE6, HOST6, 6, 50, &tcp_payload(30_000));
+    let mut f6 = uplink_frame(&ip6);
+    let len6 = f6.len();
+    let mut ns = frame_template(NET_SLIRP, 1);
+    r.handle_frame(t(1), NET_SLIRP, &mut ns);
+    let verdict = r.handle_uplink_segmented(t(2), NET_SLIRP, &mut f6, Some(1440));
+    assert!(
+        matches!(verdict, UplinkVerdict::ToNetwork { len } if len == len6)
+            || verdict == UplinkVerdict::Queued,
+        "{verdict:?}"
+    );
+}
