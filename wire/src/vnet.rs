@@ -107,6 +107,48 @@ pub fn complete_checksum(frame: &mut [u8], csum_start: usize, csum_offset: usize
     true
 }
 
+/// The ports of a TCP or UDP header (its first four bytes) as a one's-complement sum.
+fn port_words(l4: &[u8]) -> u64 {
+    checksum::add(0, &l4[..4])
+}
+
+/// Makes a partial TCP/UDP checksum (`F_NEEDS_CSUM`: the field at `offset` in the
+/// transport header `l4` holds the pseudo-header sum) safe for code that updates
+/// complete checksums incrementally (RFC 1624), such as NAT: the field becomes the
+/// complete checksum of a packet whose transport bytes other than the ports are zero.
+/// Any incremental update for changed addresses (pseudo header) and ports is then
+/// exact, and [`port_checksum_to_partial`] turns the field back into the pseudo-header
+/// sum that the receiving kernel completes over the real payload. False (and nothing
+/// changed) if `l4` is too short or the field overlaps the ports.
+pub fn partial_to_port_checksum(l4: &mut [u8], offset: usize) -> bool {
+    if offset < 4 || offset.saturating_add(2) > l4.len() {
+        return false;
+    }
+    let pseudo = u16::from_be_bytes([l4[offset], l4[offset + 1]]);
+    // 0 would read as "no checksum" in a UDP header (RFC 768); 0xffff is the same sum.
+    let value = match !checksum::fold(u64::from(pseudo) + port_words(l4)) {
+        0 => 0xffff,
+        c => c,
+    };
+    l4[offset..offset + 2].copy_from_slice(&value.to_be_bytes());
+    true
+}
+
+/// The inverse of [`partial_to_port_checksum`], after the ports and addresses were
+/// rewritten: the field holds the new pseudo-header sum again.
+pub fn port_checksum_to_partial(l4: &mut [u8], offset: usize) -> bool {
+    if offset < 4 || offset.saturating_add(2) > l4.len() {
+        return false;
+    }
+    let complete = u16::from_be_bytes([l4[offset], l4[offset + 1]]);
+    // The pseudo-header sum is the checksummed sum minus the ports (one's complement:
+    // plus their complement).
+    let ports = !checksum::fold(port_words(l4));
+    let pseudo = checksum::fold(u64::from(!complete) + u64::from(ports));
+    l4[offset..offset + 2].copy_from_slice(&pseudo.to_be_bytes());
+    true
+}
+
 /// Where the TCP header of an untagged Ethernet frame is: (IP version, IP header
 /// length, IP total length). `None` for anything but TCP over IPv4 (not a fragment)
 /// or IPv6 (no extension headers) with a complete TCP header.
