@@ -230,8 +230,10 @@ be_tapnet_uplink_setup() {
 	ip addr add 10.97.0.1/24 dev bnup0
 	sysctl -qw net.ipv6.conf.bnup1.disable_ipv6=1 net.ipv4.conf.bnup1.arp_ignore=8 net.ipv4.conf.bnup1.forwarding=0
 	iptables -t raw -I PREROUTING -i bnup1 -j DROP
-	# tapnet reads whole frames: no TSO/GSO/partial checksums from the host's side.
-	ethtool -K bnup0 tx off tso off gso off >/dev/null 2>&1
+	# The host's side keeps its offloads (TSO, partial checksums), as a real uplink's
+	# peer would: tapnet's socket reads them described by a virtio_net_hdr.  With
+	# TAPNET_OFFLOAD=0 (no header) tapnet needs whole frames: offloads off.
+	[ "${TAPNET_OFFLOAD:-1}" = 0 ] && ethtool -K bnup0 tx off tso off gso off >/dev/null 2>&1
 	ip link set bnup0 up
 	ip link set bnup1 up
 	UPLINK_SAVED_FWD=$(cat /proc/sys/net/ipv4/ip_forward)

@@ -103,13 +103,24 @@ fn open_packet_uplink(
     let mtu = ethtool
         .mtu(name)
         .with_context(|| format!("MTU of {name}"))?;
-    // GRO would hand the socket merged frames whose checksums are not the merged
-    // packet's; tapnet must see frames as they were on the wire.
-    if let Err(e) = ethtool.set(name, Offload::Gro, false) {
-        tracing::debug!("{name}: switch GRO off: {e}");
-    }
     let fd = packet::open_bound(index)
         .with_context(|| format!("open an AF_PACKET socket on {name} (needs CAP_NET_RAW)"))?;
+    // With a virtio_net_hdr on the socket, frames come and go as the kernel holds them:
+    // GRO-merged and TSO frames and partial checksums are described, and 64 KiB
+    // segments leave in one write (the kernel's GSO cuts them).
+    let vnet = crate::datapath::offload_enabled()
+        && match packet::set_vnet_hdr_size(&fd, crate::datapath::VNET_HDR_LEN) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!("{name}: no PACKET_VNET_HDR_SZ ({e}): one write per frame");
+                false
+            }
+        };
+    // Without it, GRO would hand the socket merged frames whose checksums are not the
+    // merged packet's; tapnet must then see frames as they were on the wire.
+    if !vnet && let Err(e) = ethtool.set(name, Offload::Gro, false) {
+        tracing::debug!("{name}: switch GRO off: {e}");
+    }
     packet::set_promiscuous(&fd, index)
         .with_context(|| format!("put {name} in promiscuous mode"))?;
     if let (Some(gw), Some(net6)) = (options.gateway6, options.addr6)
@@ -137,7 +148,12 @@ fn open_packet_uplink(
         },
         mtu,
     };
-    Ok((config, PortIo::Packet(fd)))
+    let io = if vnet {
+        PortIo::PacketOffload { fd, mtu }
+    } else {
+        PortIo::Packet(fd)
+    };
+    Ok((config, io))
 }
 
 /// Runs the daemon until SIGINT or SIGTERM, then removes every device it created.
@@ -360,9 +376,17 @@ impl Daemon {
                     .to_owned(),
             );
         }
+        // With offload, the containers' TAPs hand over TCP segments of up to 64 KiB
+        // (TSO): the switch takes frames of that size, and the router holds routed
+        // ones to the MTU one segment at a time.
+        let switch_mtu = if crate::datapath::offload_enabled() {
+            usize::from(u16::MAX)
+        } else {
+            network.mtu as usize
+        };
         let config = NetworkConfig {
             icc: network.icc,
-            ..NetworkConfig::with_mtu(network.mtu as usize)
+            ..NetworkConfig::with_mtu(switch_mtu)
         };
         let gateway = Gateway {
             masquerade: network.masquerade,
@@ -461,6 +485,8 @@ impl Daemon {
             plan.gateway,
             plan.mtu,
         );
+        // TAPs take TSO frames and partial checksums both ways (IFF_VNET_HDR).
+        config.offload = plan.kind == PortKind::Tap && crate::datapath::offload_enabled();
         let network = self.registry.network(&plan.network)?;
         if let (Some(address6), Some(gateway6)) =
             (network.ipv6_of(plan.address.addr()), network.gateway6())
@@ -498,6 +524,11 @@ impl Daemon {
             .try_clone()
             .map_err(|e| format!("duplicate port fd: {e}"))?;
         let io = match kind {
+            PortKind::Tap if config.offload => PortIo::TapOffload {
+                fd,
+                mtu: config.mtu,
+                raise_mss: false,
+            },
             PortKind::Tap => PortIo::Tap(fd),
             PortKind::Veth => PortIo::Packet(fd),
         };

@@ -19,7 +19,7 @@ use rustix::io::Errno;
 use tapnet_switch::{PortId, SwitchConfig};
 use tapnet_wire::Instant;
 
-use super::offload::{self, Framing, HEADROOM};
+use super::offload::{self, Framing, HEADROOM, Offload};
 use super::pipeline::{Command, DirectWrite, Egress, Flow, Pipeline, PortBackend, Reply};
 use super::{EPOLL_RX_BUDGET, PortIo, RX_BUF_LEN};
 use crate::engine::PacketLink;
@@ -85,15 +85,17 @@ impl PortBackend for Io {
 }
 
 impl DirectWrite<EpollPort> for Io {
-    fn write_now(&self, port: &EpollPort, frame: &[u8]) -> Result<(), i32> {
-        let written = match port.framing.tx_header(frame) {
-            None => rustix::io::write(&port.fd, frame),
-            Some(hdr) => rustix::io::writev(
-                &port.fd,
-                &[std::io::IoSlice::new(&hdr), std::io::IoSlice::new(frame)],
-            ),
-        };
-        written.map(|_| ()).map_err(|e| e.raw_os_error())
+    fn write_now(
+        &self,
+        port: &EpollPort,
+        frame: &[u8],
+        offload: Option<Offload>,
+    ) -> Result<(), i32> {
+        offload::write_frame(port.fd.as_fd(), port.framing, frame, offload)
+    }
+
+    fn takes_offload(&self, port: &EpollPort) -> bool {
+        port.framing.takes_offload()
     }
 }
 
@@ -241,21 +243,31 @@ impl EpollLoop {
             };
             let frame = &self.rx_buf[HEADROOM..HEADROOM + rx.len];
             self.pipeline
-                .handle_rx(now, port, frame, &mut self.egress, &self.io);
-            if !self.egress.ports().is_empty() {
+                .handle_rx(now, port, frame, rx.offload, &mut self.egress, &self.io);
+            let to_plain = self.egress.ports().iter().any(|out| {
+                self.pipeline
+                    .port(*out)
+                    .is_some_and(|t| !t.io.framing.takes_offload())
+            });
+            if to_plain {
                 offload::finish_checksum(&mut self.rx_buf, &mut rx);
             }
             for &out in self.egress.ports() {
                 let Some(target) = self.pipeline.port(out) else {
                     continue;
                 };
-                let Some(range) = target.io.framing.tx_range(rx) else {
-                    self.pipeline.count_tx_error(out, libc::EMSGSIZE);
-                    continue;
+                let written = match target.io.framing.tx_range(rx) {
+                    Some(range) => rustix::io::write(&target.io.fd, &self.rx_buf[range])
+                        .map(|_| ())
+                        .map_err(|e| e.raw_os_error()),
+                    // A TSO frame to a plain port: as segments.
+                    None => {
+                        let frame = &self.rx_buf[HEADROOM..HEADROOM + rx.len];
+                        self.io.write_now(&target.io, frame, rx.offload)
+                    }
                 };
-                match rustix::io::write(&target.io.fd, &self.rx_buf[range]) {
-                    Ok(_) => {}
-                    Err(e) => self.pipeline.count_tx_error(out, e.raw_os_error()),
+                if let Err(errno) = written {
+                    self.pipeline.count_tx_error(out, errno);
                 }
             }
         }

@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 use crate::engine::PacketLink;
 use anyhow::{Context, anyhow};
 use crossbeam_channel::{Receiver, Sender};
+pub(crate) use offload::HEADROOM as VNET_HDR_LEN;
 pub(crate) use pipeline::{Gateway, PacketUplinkConfig, PacketUplinkStats, zone_of};
 use rustix::event::{EventfdFlags, eventfd};
 use tapnet_switch::{
@@ -46,6 +47,13 @@ pub(crate) enum BackendChoice {
     Epoll,
 }
 
+/// Whether ports use checksum and segmentation offload (TAPs opened with
+/// `IFF_VNET_HDR`, AF_PACKET sockets with `PACKET_VNET_HDR_SZ`): yes, unless the
+/// environment says `TAPNET_OFFLOAD=0` (for comparisons, or a kernel that fails).
+pub(crate) fn offload_enabled() -> bool {
+    std::env::var_os("TAPNET_OFFLOAD").is_none_or(|v| v != "0")
+}
+
 /// A port's file descriptor (non-blocking; one read or write is one whole frame).
 #[derive(Debug)]
 pub(crate) enum PortIo {
@@ -54,15 +62,27 @@ pub(crate) enum PortIo {
     /// An AF_PACKET socket bound to one interface, ignoring outgoing packets.
     Packet(OwnedFd),
     /// A TAP opened with IFF_VNET_HDR and checksum/segmentation offload
-    /// (`Tap::enable_offload`), on a network of MTU `mtu` whose only other member is
-    /// the gateway (see [`offload`]).
-    TapOffload { fd: OwnedFd, mtu: u32 },
+    /// (`Tap::enable_offload`), on a network of MTU `mtu` (see [`offload`]).
+    /// `raise_mss`: the network's only other member is the gateway (the rootless
+    /// stack), whose engine then sends 64 KiB segments.
+    TapOffload {
+        fd: OwnedFd,
+        mtu: u32,
+        raise_mss: bool,
+    },
+    /// An AF_PACKET socket as [`Self::Packet`], with a `virtio_net_hdr` before every
+    /// frame (`PACKET_VNET_HDR_SZ`): frames come and go as the kernel holds them, TSO
+    /// with partial checksums included. `mtu`: the interface's.
+    PacketOffload { fd: OwnedFd, mtu: u32 },
 }
 
 impl PortIo {
     fn into_fd(self) -> OwnedFd {
         match self {
-            Self::Tap(fd) | Self::Packet(fd) | Self::TapOffload { fd, .. } => fd,
+            Self::Tap(fd)
+            | Self::Packet(fd)
+            | Self::TapOffload { fd, .. }
+            | Self::PacketOffload { fd, .. } => fd,
         }
     }
 }

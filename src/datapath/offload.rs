@@ -8,14 +8,21 @@
 //! offload port (header and frame) alike.
 //!
 //! An offload port's frames may be 64 KiB TCP segments (TSO) with partial checksums.
-//! [`rx_prepare`] raises the MSS of TCP SYNs, so that the engine behind the gateway
-//! sends 64 KiB segments too, and [`finish_checksum`] completes a partial checksum when
-//! the frame is written to a port (the gateway's side does not need it); the backend writes those with a TSO header
-//! ([`tx_header`]). Such a port is meant for a network whose only other member is the
-//! gateway (the rootless stack): a TSO frame cannot go to a plain port and is dropped
-//! there, and a raised MSS is only right towards the engine.
+//! They keep both as far as they can: to another offload port the received header goes
+//! along (the receiving kernel, or the uplink's GSO, completes and segments), and the
+//! router and NAT work on them with [`Offload`], which says what the header said. A
+//! partial checksum is completed ([`finish_checksum`]) only before a write to a plain
+//! port, and a TSO frame is cut into segments only there
+//! ([`tapnet_wire::vnet::segment_tcp`]).
+//!
+//! On the rootless stack's TAP, whose only peer is the engine behind the gateway,
+//! [`rx_prepare`] also raises the MSS of TCP SYNs so that the engine sends 64 KiB
+//! segments too; frames that the pipeline builds get a TSO header from
+//! ([`Framing::tx_header`]).
 
+use std::io::IoSlice;
 use std::ops::Range;
+use std::os::fd::BorrowedFd;
 
 use tapnet_wire::vnet::{self, VnetHdr};
 
@@ -34,18 +41,30 @@ pub(crate) enum Framing {
     /// One Ethernet frame per read or write.
     Plain,
     /// A 12-byte `virtio_net_hdr_v1` before every frame; the network's MTU (what the
-    /// container's interface uses) sizes the segments of TSO frames.
-    Vnet { mtu: usize },
+    /// container's interface uses) sizes the segments of TSO frames. `raise_mss`: the
+    /// port's only peer is the engine (see [`rx_prepare`]).
+    Vnet { mtu: usize, raise_mss: bool },
 }
 
 impl Framing {
     pub(crate) fn of(io: &PortIo) -> Self {
         match io {
             PortIo::Tap(_) | PortIo::Packet(_) => Self::Plain,
-            PortIo::TapOffload { mtu, .. } => Self::Vnet {
+            PortIo::TapOffload { mtu, raise_mss, .. } => Self::Vnet {
                 mtu: usize::try_from(*mtu).unwrap_or(1500),
+                raise_mss: *raise_mss,
+            },
+            PortIo::PacketOffload { mtu, .. } => Self::Vnet {
+                mtu: usize::try_from(*mtu).unwrap_or(1500),
+                raise_mss: false,
             },
         }
+    }
+
+    /// Whether frames go with a `virtio_net_hdr`, so partial checksums and TSO frames
+    /// can be written as they are.
+    pub(crate) fn takes_offload(self) -> bool {
+        matches!(self, Self::Vnet { .. })
     }
 
     /// Where in a receive buffer a read goes.
@@ -66,13 +85,157 @@ impl Framing {
         }
     }
 
-    /// The header to write before a frame the pipeline built (`None`: no header).
-    pub(crate) fn tx_header(self, frame: &[u8]) -> Option<[u8; HEADROOM]> {
-        match self {
-            Self::Plain => None,
-            Self::Vnet { mtu } => Some(vnet::tx_header(frame, mtu).to_bytes()),
+    /// The header to write before a frame the pipeline wrote into its own buffer
+    /// (`None`: no header): what `offload` says of a received frame, else the TSO
+    /// header of a frame the pipeline built (the engine's long segments).
+    pub(crate) fn tx_header(
+        self,
+        frame: &[u8],
+        offload: Option<Offload>,
+    ) -> Option<[u8; HEADROOM]> {
+        match (self, offload) {
+            (Self::Plain, _) => None,
+            (Self::Vnet { .. }, Some(offload)) => Some(offload.header(frame).to_bytes()),
+            (Self::Vnet { mtu, .. }, None) => Some(vnet::tx_header(frame, mtu).to_bytes()),
         }
     }
+}
+
+/// Writes one frame that the pipeline holds to a port's fd: with the header that
+/// `framing` needs, or, for a TSO frame to a plain port, as its segments (one write
+/// each). The frame's partial checksum, if any, must have been completed for a plain
+/// port. The error is an errno.
+pub(crate) fn write_frame(
+    fd: BorrowedFd<'_>,
+    framing: Framing,
+    frame: &[u8],
+    offload: Option<Offload>,
+) -> Result<(), i32> {
+    let written = match (
+        framing.tx_header(frame, offload),
+        offload.and_then(|o| o.gso),
+    ) {
+        (Some(hdr), _) => rustix::io::writev(fd, &[IoSlice::new(&hdr), IoSlice::new(frame)]),
+        (None, Some(_)) => return Err(libc::EMSGSIZE),
+        (None, None) => rustix::io::write(fd, frame),
+    };
+    written.map(|_| ()).map_err(|e| e.raw_os_error())
+}
+
+/// What the `virtio_net_hdr` of a received frame said, for the pipeline to carry
+/// along while it routes and rewrites the frame (always with a 14-byte Ethernet
+/// header, which is what the offsets count from).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Offload {
+    /// The TCP/UDP checksum is partial: (`csum_start`, `csum_offset`).
+    pub(crate) csum: Option<(u16, u16)>,
+    /// A TSO frame: (`gso_type`, `gso_size`).
+    pub(crate) gso: Option<(u8, u16)>,
+    /// The sender's kernel vouched for the checksums (`F_DATA_VALID`).
+    pub(crate) data_valid: bool,
+}
+
+impl Offload {
+    /// From a received header; `None` when it says nothing (a plain frame).
+    pub(crate) fn of(hdr: &VnetHdr) -> Option<Self> {
+        let csum =
+            (hdr.flags & vnet::F_NEEDS_CSUM != 0).then_some((hdr.csum_start, hdr.csum_offset));
+        let gso = hdr.is_gso().then_some((hdr.gso_type, hdr.gso_size));
+        let data_valid = hdr.flags & vnet::F_DATA_VALID != 0;
+        (csum.is_some() || gso.is_some() || data_valid).then_some(Self {
+            csum,
+            gso,
+            data_valid,
+        })
+    }
+
+    /// `self` if `frame` is still a TCP or UDP packet whose checksum field lies where
+    /// it says: a router reply built from a frame in place (an echo reply, an ARP
+    /// answer) has nothing to do with the header the frame came with.
+    pub(crate) fn still_fits(self, frame: &[u8]) -> Option<Self> {
+        let proto = match frame.get(12..14)? {
+            [0x08, 0x00] => *frame.get(14 + 9)?,
+            [0x86, 0xdd] => *frame.get(14 + 6)?,
+            _ => return None,
+        };
+        if proto != 6 && proto != 17 {
+            return None;
+        }
+        if let Some((start, offset)) = self.csum {
+            (usize::from(start) + usize::from(offset) + 2 <= frame.len()).then_some(())?;
+        }
+        Some(self)
+    }
+
+    /// The TSO segment size, for the router's MTU checks.
+    pub(crate) fn segment(self) -> Option<u16> {
+        self.gso.map(|(_, size)| size)
+    }
+
+    /// The offsets moved by `by` bytes of link header (a frame that arrived with a
+    /// VLAN tag and leaves without one); `None` if the checksum range no longer fits.
+    pub(crate) fn shifted_back(self, by: usize) -> Option<Self> {
+        let Some((start, offset)) = self.csum else {
+            return Some(self);
+        };
+        let start = usize::from(start).checked_sub(by).filter(|&s| s >= 14)?;
+        Some(Self {
+            csum: Some((u16::try_from(start).ok()?, offset)),
+            ..self
+        })
+    }
+
+    /// The partial checksum's field in the IP packet that starts 14 bytes into the
+    /// frame: (transport header offset, checksum offset in it).
+    pub(crate) fn l4_field(self) -> Option<(usize, usize)> {
+        let (start, offset) = self.csum?;
+        Some((usize::from(start).checked_sub(14)?, usize::from(offset)))
+    }
+
+    /// The header to write before `frame`.
+    fn header(self, frame: &[u8]) -> VnetHdr {
+        let mut hdr = VnetHdr::default();
+        if let Some((start, offset)) = self.csum {
+            hdr.flags = vnet::F_NEEDS_CSUM;
+            hdr.csum_start = start;
+            hdr.csum_offset = offset;
+        } else if self.data_valid {
+            hdr.flags = vnet::F_DATA_VALID;
+        }
+        if let Some((gso_type, gso_size)) = self.gso {
+            hdr.gso_type = gso_type;
+            hdr.gso_size = gso_size;
+            // A hint of how much to copy into every segment: up to the TCP payload.
+            let tcp = usize::from(hdr.csum_start);
+            let doff = frame.get(tcp + 12).map_or(20, |b| usize::from(b >> 4) * 4);
+            hdr.hdr_len = u16::try_from(tcp + doff).unwrap_or(0);
+        }
+        hdr
+    }
+
+    /// A partial checksum completed: the field is final, the data as the sender made it.
+    fn completed(self) -> Option<Self> {
+        let done = Self {
+            csum: None,
+            data_valid: true,
+            ..self
+        };
+        Some(done)
+    }
+}
+
+/// Completes the partial checksum of `frame` (the pipeline's copy) if `offload` has
+/// one, for writing to a port without offload; returns what describes it afterwards.
+pub(crate) fn finish_offload_checksum(
+    frame: &mut [u8],
+    offload: Option<Offload>,
+) -> Option<Offload> {
+    let offload = offload?;
+    let Some((start, offset)) = offload.csum else {
+        return Some(offload);
+    };
+    vnet::complete_checksum(frame, usize::from(start), usize::from(offset));
+    offload.completed()
 }
 
 /// A received frame at `buf[HEADROOM..HEADROOM + len]`.
@@ -83,9 +246,11 @@ pub(crate) struct RxFrame {
     pub(crate) gso: bool,
     /// The TCP/UDP checksum is partial (`F_NEEDS_CSUM`, the header's `csum_start` and
     /// `csum_offset`, checked to be in range): [`finish_checksum`] completes it before
-    /// the frame is written to any port. The gateway's side (router, engine) does not
-    /// verify TCP/UDP checksums, so frames for it skip that pass over the payload.
+    /// the frame is written to a plain port. The gateway's side (router, engine) does
+    /// not verify TCP/UDP checksums, so frames for it skip that pass over the payload.
     pub(crate) partial_csum: Option<(u16, u16)>,
+    /// What the header said, for the pipeline (`None` on a plain port).
+    pub(crate) offload: Option<Offload>,
 }
 
 /// Completes a partial checksum in a received buffer (see [`RxFrame::partial_csum`])
@@ -94,6 +259,7 @@ pub(crate) fn finish_checksum(buf: &mut [u8], rx: &mut RxFrame) {
     let Some((start, offset)) = rx.partial_csum.take() else {
         return;
     };
+    rx.offload = rx.offload.and_then(Offload::completed);
     let Some(frame) = buf.get_mut(HEADROOM..HEADROOM + rx.len) else {
         return;
     };
@@ -118,9 +284,10 @@ pub(crate) fn rx_prepare(framing: Framing, buf: &mut [u8], n: usize) -> Option<R
                 len: n,
                 gso: false,
                 partial_csum: None,
+                offload: None,
             })
         }
-        Framing::Vnet { mtu } => {
+        Framing::Vnet { mtu, raise_mss } => {
             let len = n.checked_sub(HEADROOM)?;
             let mut hdr = VnetHdr::parse(buf)?;
             let frame = buf.get_mut(HEADROOM..HEADROOM + len)?;
@@ -137,10 +304,12 @@ pub(crate) fn rx_prepare(framing: Framing, buf: &mut [u8], n: usize) -> Option<R
                 u16::try_from(mtu.saturating_sub(ip_and_tcp)).unwrap_or(u16::MAX)
             };
             let (v4, v6) = (standard(40), standard(60));
-            if partial_csum.is_some() {
-                vnet::raise_syn_mss_partial(frame, v4, v6, RAISED_MSS);
-            } else {
-                vnet::raise_syn_mss(frame, v4, v6, RAISED_MSS);
+            if raise_mss {
+                if partial_csum.is_some() {
+                    vnet::raise_syn_mss_partial(frame, v4, v6, RAISED_MSS);
+                } else {
+                    vnet::raise_syn_mss(frame, v4, v6, RAISED_MSS);
+                }
             }
             hdr.num_buffers = 0;
             buf[..HEADROOM].copy_from_slice(&hdr.to_bytes());
@@ -148,6 +317,7 @@ pub(crate) fn rx_prepare(framing: Framing, buf: &mut [u8], n: usize) -> Option<R
                 len,
                 gso: hdr.is_gso(),
                 partial_csum,
+                offload: Offload::of(&hdr),
             })
         }
     }
@@ -167,11 +337,15 @@ mod tests {
                 len: 40,
                 gso: false,
                 partial_csum: None,
+                offload: None,
             }
         );
         assert_eq!(&buf[..HEADROOM], &[0; HEADROOM]);
         assert_eq!(Framing::Plain.tx_range(rx), Some(HEADROOM..HEADROOM + 40));
-        let vnet = Framing::Vnet { mtu: 1500 };
+        let vnet = Framing::Vnet {
+            mtu: 1500,
+            raise_mss: true,
+        };
         assert_eq!(vnet.tx_range(rx), Some(0..HEADROOM + 40));
         assert_eq!(Framing::Plain.read_offset(), HEADROOM);
         assert_eq!(vnet.read_offset(), 0);
@@ -179,7 +353,10 @@ mod tests {
 
     #[test]
     fn tso_frames_go_to_offload_ports_only() {
-        let vnet = Framing::Vnet { mtu: 1500 };
+        let vnet = Framing::Vnet {
+            mtu: 1500,
+            raise_mss: true,
+        };
         let mut buf = vec![0u8; 200];
         let hdr = VnetHdr {
             gso_type: vnet::GSO_TCPV4,
@@ -195,6 +372,10 @@ mod tests {
                 len: 138,
                 gso: true,
                 partial_csum: None,
+                offload: Some(Offload {
+                    gso: Some((vnet::GSO_TCPV4, 1448)),
+                    ..Offload::default()
+                }),
             }
         );
         assert_eq!(Framing::Plain.tx_range(rx), None);
@@ -214,7 +395,10 @@ mod tests {
 
     #[test]
     fn partial_checksums_are_finished_before_a_write() {
-        let vnet = Framing::Vnet { mtu: 1500 };
+        let vnet = Framing::Vnet {
+            mtu: 1500,
+            raise_mss: true,
+        };
         // A UDP datagram 10.0.2.100 -> 10.0.2.2 whose checksum field holds the
         // pseudo-header sum, as the container's kernel hands it over.
         let mut buf = vec![0u8; HEADROOM + 14 + 20 + 8 + 4];

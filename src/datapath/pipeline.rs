@@ -24,6 +24,7 @@ use tapnet_switch::{
 };
 use tapnet_wire::{Instant, MacAddr};
 
+use super::offload::{self, Offload};
 use super::{PortIo, PortStats};
 use crate::engine::PacketLink;
 
@@ -80,8 +81,12 @@ pub(crate) struct Gateway {
 /// Writes a frame that the pipeline produced itself (a router answer, a packet from
 /// the uplink) to a port at once, outside the backend's batched receive path.
 pub(crate) trait DirectWrite<H> {
-    /// Writes one whole frame; the error is an errno.
-    fn write_now(&self, port: &H, frame: &[u8]) -> Result<(), i32>;
+    /// Writes one whole frame, which the pipeline received with `offload` (`None`: it
+    /// built the frame); the error is an errno. A port without offload gets a TSO
+    /// frame as segments; a partial checksum must have been completed before.
+    fn write_now(&self, port: &H, frame: &[u8], offload: Option<Offload>) -> Result<(), i32>;
+    /// Whether the port takes frames with partial checksums and TSO frames as they are.
+    fn takes_offload(&self, port: &H) -> bool;
 }
 
 /// What the backend does with ports' file descriptors.
@@ -232,11 +237,13 @@ impl<H> Pipeline<H> {
     /// to send it to (every one of them attached here). A frame for a network's
     /// gateway also goes through the router; what that produces is written at once
     /// with `writer`. Allocation-free.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn handle_rx<W: DirectWrite<H>>(
         &mut self,
         now: Instant,
         ingress: PortId,
         frame: &[u8],
+        offload: Option<Offload>,
         egress: &mut Egress,
         writer: &W,
     ) {
@@ -246,7 +253,7 @@ impl<H> Pipeline<H> {
             .as_ref()
             .is_some_and(|up| up.port == ingress)
         {
-            self.outside_rx(now, frame, writer);
+            self.outside_rx(now, frame, offload, writer);
             return;
         }
         let mut gateway = None;
@@ -273,12 +280,19 @@ impl<H> Pipeline<H> {
             }
         }
         if let Some(port) = gateway {
-            self.route(now, port, frame, writer);
+            self.route(now, port, frame, offload, writer);
         }
     }
 
     /// Hands a frame that reached gateway `port` to the router and acts on its verdict.
-    fn route<W: DirectWrite<H>>(&mut self, now: Instant, port: PortId, frame: &[u8], writer: &W) {
+    fn route<W: DirectWrite<H>>(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        frame: &[u8],
+        offload: Option<Offload>,
+        writer: &W,
+    ) {
         let Some((net, PortRole::Gateway)) = self.switch.port_attachment(port) else {
             return;
         };
@@ -289,9 +303,10 @@ impl<H> Pipeline<H> {
             return;
         };
         scratch.copy_from_slice(frame);
-        match router.handle_frame(now, net, scratch) {
+        let segment = offload.and_then(Offload::segment);
+        match router.handle_frame_segmented(now, net, scratch, segment) {
             RouterVerdict::Uplink { packet } => {
-                if self.outbound(now, net, packet.clone(), writer) {
+                if self.outbound(now, net, packet.clone(), offload, writer) {
                     self.service_queues(now, writer);
                     return;
                 }
@@ -303,16 +318,27 @@ impl<H> Pipeline<H> {
                     self.uplink_drops += 1;
                 }
             }
-            RouterVerdict::Reply { len } => self.inject(now, port, len, writer),
+            RouterVerdict::Reply { len } => {
+                let offload = offload.and_then(|o| o.still_fits(&self.scratch[..len]));
+                self.inject(now, port, len, offload, writer);
+            }
             RouterVerdict::Consumed => {}
             RouterVerdict::Drop(reason) => tracing::trace!(?net, ?reason, "router drop"),
         }
         self.service_queues(now, writer);
     }
 
-    /// Sends the frame in `scratch[..len]` into the network from gateway `port`.
-    fn inject<W: DirectWrite<H>>(&mut self, now: Instant, port: PortId, len: usize, writer: &W) {
-        let Some(frame) = self.scratch.get(..len) else {
+    /// Sends the frame in `scratch[..len]` (received with `offload`) into the network
+    /// from gateway `port`.
+    fn inject<W: DirectWrite<H>>(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        len: usize,
+        mut offload: Option<Offload>,
+        writer: &W,
+    ) {
+        let Some(frame) = self.scratch.get_mut(..len) else {
             return;
         };
         self.inject_egress.ports.clear();
@@ -321,11 +347,22 @@ impl<H> Pipeline<H> {
             Verdict::Flood(outs) => self.inject_egress.ports.extend_from_slice(outs),
             Verdict::Drop(reason) => tracing::trace!(?port, ?reason, "drop injected frame"),
         }
+        let partial = offload.is_some_and(|o| o.csum.is_some());
+        if partial
+            && self.inject_egress.ports.iter().any(|out| {
+                self.ports
+                    .get(out)
+                    .is_some_and(|e| !writer.takes_offload(&e.io))
+            })
+        {
+            offload = offload::finish_offload_checksum(frame, offload);
+        }
+        let frame = &*frame;
         for &out in &self.inject_egress.ports {
             let Some(entry) = self.ports.get_mut(&out) else {
                 continue;
             };
-            if let Err(errno) = writer.write_now(&entry.io, frame) {
+            if let Err(errno) = writer.write_now(&entry.io, frame, offload) {
                 entry.tx_errors += 1;
                 tracing::trace!(?out, errno, "direct write failed");
             }
@@ -374,7 +411,7 @@ impl<H> Pipeline<H> {
                 if let (Some(port), UplinkVerdict::ToNetwork { len }) =
                     (self.gateway_of(net), verdict)
                 {
-                    self.inject(now, port, len, writer);
+                    self.inject(now, port, len, None, writer);
                 }
             }
             let transmit = self
@@ -386,14 +423,14 @@ impl<H> Pipeline<H> {
                 match t.to {
                     TransmitTo::Network => {
                         if let Some(port) = self.gateway_of(t.net) {
-                            self.inject(now, port, t.len, writer);
+                            self.inject(now, port, t.len, None, writer);
                         }
                     }
                     TransmitTo::Uplink => {
                         // Bare IP: make room for an Ethernet header in front.
                         self.scratch.copy_within(..t.len, 14);
                         let packet = 14..14 + t.len;
-                        if self.outbound(now, t.net, packet.clone(), writer) {
+                        if self.outbound(now, t.net, packet.clone(), None, writer) {
                             continue;
                         }
                         let sent = self
@@ -697,7 +734,7 @@ impl<H> Pipeline<H> {
         // allocates anything; a failed attach is rolled back.
         self.switch.add_port(port, net, role)?;
         // Its TCP segments from the uplink may be longer than the MTU (TSO).
-        let tso = matches!(io, PortIo::TapOffload { .. });
+        let tso = matches!(io, PortIo::TapOffload { .. } | PortIo::PacketOffload { .. });
         match backend.attach(port, io) {
             Ok(io) => {
                 if tso && let Some(router) = self.router.as_mut() {

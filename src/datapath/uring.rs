@@ -26,7 +26,7 @@ use crossbeam_channel::Receiver;
 use tapnet_switch::{PortId, SwitchConfig};
 use tapnet_wire::Instant;
 
-use super::offload::{self, Framing, HEADROOM};
+use super::offload::{self, Framing, HEADROOM, Offload};
 use super::pipeline::{Command, DirectWrite, Egress, Flow, Pipeline, PortBackend, Reply};
 use super::{PortIo, RX_BUF_LEN, RX_SLOTS_PER_PORT, Tuning};
 use crate::engine::PacketLink;
@@ -197,13 +197,18 @@ impl Io {
 }
 
 impl DirectWrite<UringPort> for Io {
-    fn write_now(&self, port: &UringPort, frame: &[u8]) -> Result<(), i32> {
+    fn write_now(
+        &self,
+        port: &UringPort,
+        frame: &[u8],
+        offload: Option<Offload>,
+    ) -> Result<(), i32> {
         let fd = self.ring.file_fd(port.file).ok_or(libc::EBADF)?;
-        let written = match port.framing.tx_header(frame) {
-            None => rustix::io::write(fd, frame),
-            Some(hdr) => rustix::io::writev(fd, &[io::IoSlice::new(&hdr), io::IoSlice::new(frame)]),
-        };
-        written.map(|_| ()).map_err(|e| e.raw_os_error())
+        offload::write_frame(fd, port.framing, frame, offload)
+    }
+
+    fn takes_offload(&self, port: &UringPort) -> bool {
+        port.framing.takes_offload()
     }
 }
 
@@ -471,9 +476,14 @@ impl UringLoop {
             return;
         };
         self.pipeline
-            .handle_rx(now, port, frame, &mut self.egress, &self.io);
+            .handle_rx(now, port, frame, rx.offload, &mut self.egress, &self.io);
+        let to_plain = self.egress.ports().iter().any(|out| {
+            self.pipeline
+                .port(*out)
+                .is_some_and(|t| !t.io.framing.takes_offload())
+        });
         if rx.partial_csum.is_some()
-            && !self.egress.ports().is_empty()
+            && to_plain
             && let Some(b) = self.io.ring.buf_mut(buf)
         {
             offload::finish_checksum(b, &mut rx);
@@ -485,7 +495,18 @@ impl UringLoop {
             };
             let (file, out_gen, nowait) = (target.io.file, target.io.gen_, target.io.tx_nowait);
             let Some(range) = target.io.framing.tx_range(rx) else {
-                self.pipeline.count_tx_error(out, libc::EMSGSIZE);
+                // A TSO frame to a plain port: as segments, written at once.
+                let frame = self
+                    .io
+                    .ring
+                    .buf(buf)
+                    .and_then(|b| b.get(HEADROOM..HEADROOM + rx.len));
+                let written = frame.map_or(Err(libc::EINVAL), |frame| {
+                    self.io.write_now(&target.io, frame, rx.offload)
+                });
+                if let Err(errno) = written {
+                    self.pipeline.count_tx_error(out, errno);
+                }
                 continue;
             };
             let t = tag(KIND_WRITE, out, out_gen, 0);

@@ -220,7 +220,7 @@ fn stack_config(args: &RunArgs, child: u32) -> StackConfig {
         dns: true,
         outbound_addr: None,
         outbound_addr6: None,
-        offload: crate::rootless::stack::offload_default(),
+        offload: crate::datapath::offload_enabled(),
     }
 }
 

@@ -467,7 +467,7 @@ pub(crate) fn stack_config(o: &Options) -> Result<StackConfig, String> {
         Target::TapFd(_) => None,
     };
     // A TAP handed over open was opened without IFF_VNET_HDR.
-    let offload = netns.is_some() && crate::rootless::stack::offload_default();
+    let offload = netns.is_some() && crate::datapath::offload_enabled();
     Ok(StackConfig {
         netns,
         userns: o.userns_path.clone(),

@@ -46,12 +46,6 @@ pub(crate) struct StackConfig {
     pub(crate) offload: bool,
 }
 
-/// Whether the stack uses checksum/segmentation offload on a TAP it opens: yes, unless
-/// the environment says `TAPNET_OFFLOAD=0` (for comparisons, or a kernel that fails).
-pub(crate) fn offload_default() -> bool {
-    std::env::var_os("TAPNET_OFFLOAD").is_none_or(|v| v != "0")
-}
-
 impl StackConfig {
     /// The guest's address: the 100th of the CIDR (10.0.2.100), as slirp4netns and podman.
     pub(crate) fn guest_addr(&self) -> Ipv4Addr {
@@ -304,6 +298,7 @@ impl Stack {
             PortIo::TapOffload {
                 fd: tap,
                 mtu: self.config.mtu,
+                raise_mss: true,
             }
         } else {
             PortIo::Tap(tap)

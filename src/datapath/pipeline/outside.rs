@@ -31,6 +31,7 @@ use tapnet_switch::router::{
 use tapnet_wire::Instant;
 
 use super::{DirectWrite, Pipeline};
+use crate::datapath::offload::Offload;
 use tapnet_switch::PortId;
 
 /// The conntrack zone of the outside side (no network uses it: network ids are small).
@@ -79,9 +80,31 @@ pub(crate) struct PacketUplink {
     unsolicited6: u64,
     /// The uplink interface's MTU.
     mtu: u32,
-    /// Frames longer than the MTU (merged by GRO, or GSO from the peer): dropped, as
-    /// their checksums are not those of the merged packet.
+    /// Frames longer than the MTU that no `virtio_net_hdr` describes (merged by GRO,
+    /// or GSO from the peer, on a socket without `PACKET_VNET_HDR`): dropped, as their
+    /// checksums are not those of the merged packet.
     oversized: u64,
+}
+
+/// Runs `rewrite` (NAT) on the IPv4 packet `ip`, whose TCP/UDP checksum may be
+/// partial (`offload`): the field is made a complete checksum over the addresses and
+/// ports for the incremental update and turned back afterwards.
+fn with_partial_checksum<T>(
+    ip: &mut [u8],
+    offload: Option<Offload>,
+    rewrite: impl FnOnce(&mut [u8]) -> T,
+) -> T {
+    let field = offload.and_then(Offload::l4_field).filter(|&(l4, offset)| {
+        ip.get_mut(l4..)
+            .is_some_and(|l4| tapnet_wire::vnet::partial_to_port_checksum(l4, offset))
+    });
+    let verdict = rewrite(ip);
+    if let Some((l4, offset)) = field
+        && let Some(l4) = ip.get_mut(l4..)
+    {
+        tapnet_wire::vnet::port_checksum_to_partial(l4, offset);
+    }
+    verdict
 }
 
 /// A network's IPv6 prefix, for routing inbound packets.
@@ -350,15 +373,23 @@ impl PacketUplink {
 
 impl<H> Pipeline<H> {
     /// Handles a frame read from the uplink port.
-    pub(super) fn outside_rx<W: DirectWrite<H>>(&mut self, now: Instant, frame: &[u8], writer: &W) {
+    pub(super) fn outside_rx<W: DirectWrite<H>>(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        offload: Option<Offload>,
+        writer: &W,
+    ) {
         let (Some(up), Some(scratch)) = (
             self.packet_uplink.as_deref_mut(),
             self.scratch.get_mut(..frame.len()),
         ) else {
             return;
         };
-        // 14 bytes of Ethernet header and one 802.1Q tag above the MTU.
-        if frame.len() > 18 + up.mtu as usize {
+        // 14 bytes of Ethernet header and one 802.1Q tag above the MTU, unless a
+        // virtio_net_hdr describes the frame as TSO.
+        let segmented = offload.is_some_and(|o| o.gso.is_some());
+        if frame.len() > 18 + up.mtu as usize && !segmented {
             if up.oversized == 0 {
                 tracing::warn!(
                     len = frame.len(),
@@ -373,8 +404,12 @@ impl<H> Pipeline<H> {
         }
         scratch.copy_from_slice(frame);
         match up.outside.handle_frame(now, scratch) {
-            OutsideRx::Reply { len } => self.write_outside(0..len, writer),
-            OutsideRx::Packet { packet } => self.inbound(now, packet, writer),
+            OutsideRx::Reply { len } => self.write_outside(0..len, None, writer),
+            OutsideRx::Packet { packet } => {
+                // The offsets count from a 14-byte Ethernet header, as after the router.
+                let offload = offload.and_then(|o| o.shifted_back(packet.start - 14));
+                self.inbound(now, packet, offload, writer);
+            }
             OutsideRx::Consumed | OutsideRx::Drop(_) => {}
         }
         self.flush_outside(writer);
@@ -382,7 +417,13 @@ impl<H> Pipeline<H> {
 
     /// An IP packet at `scratch[packet]` (after a 14-byte header) that arrived on the
     /// uplink.
-    fn inbound<W: DirectWrite<H>>(&mut self, now: Instant, packet: Range<usize>, writer: &W) {
+    fn inbound<W: DirectWrite<H>>(
+        &mut self,
+        now: Instant,
+        packet: Range<usize>,
+        offload: Option<Offload>,
+        writer: &W,
+    ) {
         let Some(up) = self.packet_uplink.as_deref_mut() else {
             return;
         };
@@ -396,10 +437,11 @@ impl<H> Pipeline<H> {
                 return;
             }
             ip[7] -= 1;
-            self.deliver_to_network(now, net, packet.end, writer);
+            self.deliver_to_network(now, net, packet.end, offload, writer);
             return;
         }
-        match up.nat.handle_inbound(now, ip) {
+        let nat = &mut up.nat;
+        match with_partial_checksum(ip, offload, |ip| nat.handle_inbound(now, ip)) {
             NatVerdict::ToZone(zone) => {
                 // Forwarded into a network: one hop (RFC 1812 5.3.1).
                 if ip[8] <= 1 {
@@ -407,9 +449,9 @@ impl<H> Pipeline<H> {
                     return;
                 }
                 tapnet_wire::ip::decrement_ttl_v4(ip);
-                self.deliver_to_network(now, network_of(zone), packet.end, writer);
+                self.deliver_to_network(now, network_of(zone), packet.end, offload, writer);
             }
-            NatVerdict::ToUplink => self.send_outside(now, packet, writer),
+            NatVerdict::ToUplink => self.send_outside(now, packet, offload, writer),
             NatVerdict::Untouched | NatVerdict::Drop(_) => {}
         }
     }
@@ -421,16 +463,19 @@ impl<H> Pipeline<H> {
         now: Instant,
         net: NetworkId,
         end: usize,
+        offload: Option<Offload>,
         writer: &W,
     ) {
         let (Some(router), Some(frame)) = (self.router.as_mut(), self.scratch.get_mut(..end))
         else {
             return;
         };
-        if let UplinkVerdict::ToNetwork { len } = router.handle_uplink(now, net, frame)
+        let segment = offload.and_then(Offload::segment);
+        if let UplinkVerdict::ToNetwork { len } =
+            router.handle_uplink_segmented(now, net, frame, segment)
             && let Some(port) = self.gateway_of(net)
         {
-            self.inject(now, port, len, writer);
+            self.inject(now, port, len, offload, writer);
         }
     }
 
@@ -443,6 +488,7 @@ impl<H> Pipeline<H> {
         now: Instant,
         net: NetworkId,
         packet: Range<usize>,
+        offload: Option<Offload>,
         writer: &W,
     ) -> bool {
         let Some(up) = self.packet_uplink.as_deref_mut() else {
@@ -461,17 +507,20 @@ impl<H> Pipeline<H> {
                 return false;
             }
             if up.outbound6(now, ip) {
-                self.send_outside(now, packet, writer);
+                self.send_outside(now, packet, offload, writer);
             }
             self.flush_outside(writer);
             return true;
         }
-        match up.nat.handle_outbound(now, zone, ip) {
-            NatVerdict::ToUplink => self.send_outside(now, packet, writer),
+        let nat = &mut up.nat;
+        match with_partial_checksum(ip, offload, |ip| nat.handle_outbound(now, zone, ip)) {
+            NatVerdict::ToUplink => self.send_outside(now, packet, offload, writer),
             NatVerdict::ToZone(target) => {
                 // Hairpin: back into a network, as if from the uplink.
                 self.scratch.copy_within(packet.clone(), 14);
-                self.deliver_to_network(now, network_of(target), 14 + packet.len(), writer);
+                let offload = offload.and_then(|o| o.shifted_back(packet.start - 14));
+                let end = 14 + packet.len();
+                self.deliver_to_network(now, network_of(target), end, offload, writer);
             }
             NatVerdict::Untouched => {
                 let dst = ip.get(16..20).map(|d| [d[0], d[1], d[2], d[3]]);
@@ -488,13 +537,19 @@ impl<H> Pipeline<H> {
 
     /// Sends the IP packet at `scratch[packet]` out of the uplink (its Ethernet header
     /// goes into the 14 bytes before it).
-    fn send_outside<W: DirectWrite<H>>(&mut self, now: Instant, packet: Range<usize>, writer: &W) {
+    fn send_outside<W: DirectWrite<H>>(
+        &mut self,
+        now: Instant,
+        packet: Range<usize>,
+        offload: Option<Offload>,
+        writer: &W,
+    ) {
         let Some(up) = self.packet_uplink.as_deref_mut() else {
             return;
         };
         let frame = packet.start - 14..packet.end;
         if let OutsideTx::Send { len } = up.outside.send(now, &mut self.scratch[frame.clone()]) {
-            self.write_outside(frame.start..frame.start + len, writer);
+            self.write_outside(frame.start..frame.start + len, offload, writer);
         }
     }
 
@@ -506,19 +561,29 @@ impl<H> Pipeline<H> {
             .as_deref_mut()
             .and_then(|up| up.outside.poll_transmit(&mut self.scratch))
         {
-            self.write_outside(0..len, writer);
+            self.write_outside(0..len, None, writer);
         }
     }
 
-    fn write_outside<W: DirectWrite<H>>(&mut self, frame: Range<usize>, writer: &W) {
+    /// Writes `scratch[frame]` (a received frame's `offload` with it) to the uplink.
+    fn write_outside<W: DirectWrite<H>>(
+        &mut self,
+        frame: Range<usize>,
+        mut offload: Option<Offload>,
+        writer: &W,
+    ) {
         let Some(port) = self.packet_uplink.as_deref().map(|up| up.port) else {
             return;
         };
-        let (Some(entry), Some(bytes)) = (self.ports.get_mut(&port), self.scratch.get(frame))
+        let (Some(entry), Some(bytes)) = (self.ports.get_mut(&port), self.scratch.get_mut(frame))
         else {
             return;
         };
-        if let Err(errno) = writer.write_now(&entry.io, bytes) {
+        // The offsets count from the frame's start; it may begin after scratch[0].
+        if offload.is_some_and(|o| o.csum.is_some()) && !writer.takes_offload(&entry.io) {
+            offload = crate::datapath::offload::finish_offload_checksum(bytes, offload);
+        }
+        if let Err(errno) = writer.write_now(&entry.io, bytes, offload) {
             entry.tx_errors += 1;
             tracing::trace!(errno, "uplink write failed");
         }
