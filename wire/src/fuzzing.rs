@@ -5,9 +5,13 @@
 //! Input: a sequence of packets, each a little-endian `u16` length and that many bytes
 //! (a short final length takes what is left). Every packet goes through the parsers;
 //! what parses gets a RST and an ICMP error built for it; IPv4 fragments go through
-//! the reassembler. Invariants: nothing panics, every built or reassembled IPv4 packet
-//! parses again and carries a valid header checksum, and every built transport header
-//! carries a valid checksum.
+//! the reassembler; TCP goes through software segmentation too, with 1 and 1448 bytes
+//! per segment and with the value of its TCP checksum field (which segmentation
+//! ignores, so the fuzzer picks the segment size there). Invariants: nothing panics,
+//! every built or reassembled IPv4 packet parses again and carries a valid header
+//! checksum, every built transport header carries a valid checksum, and segmentation
+//! either refuses without emitting or cuts the TCP payload into segments that
+//! concatenate back to it.
 
 use core::time::Duration;
 
@@ -59,6 +63,16 @@ fn offload(packet: &[u8]) {
     if vnet::raise_syn_mss(&mut frame, 1460, 1440, 65000) && was_valid {
         assert!(valid_tcp(&frame), "raising the MSS broke the TCP checksum");
     }
+    let fuzzed_gso_size = IpView::parse(packet)
+        .filter(|v| v.proto == ip::PROTO_TCP)
+        .and_then(|v| {
+            v.l4(packet)
+                .get(16..18)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        });
+    for gso_size in [Some(1), Some(1448), fuzzed_gso_size].into_iter().flatten() {
+        segmentation(&frame, usize::from(gso_size));
+    }
     if let Some(h) = vnet::VnetHdr::parse(packet) {
         let _ = vnet::complete_checksum(
             &mut frame,
@@ -66,6 +80,48 @@ fn offload(packet: &[u8]) {
             usize::from(h.csum_offset),
         );
     }
+}
+
+/// Software segmentation of `frame`: refused with nothing emitted, or segments that
+/// are each a valid packet (lengths, IPv4 header and TCP checksums) of at most
+/// `gso_size` payload bytes, with contiguous sequence numbers, whose payloads
+/// concatenate to the frame's TCP payload.
+fn segmentation(frame: &[u8], gso_size: usize) {
+    let mut payload = Vec::new();
+    let mut segments = 0usize;
+    let mut next_seq = None;
+    let mut segment = Vec::new();
+    let done = vnet::segment_tcp(frame, gso_size, |headers, data| {
+        assert!(data.len() <= gso_size, "segment longer than gso_size");
+        segment.clear();
+        segment.extend_from_slice(headers);
+        segment.extend_from_slice(data);
+        let view = IpView::parse(&segment[14..]).expect("a segment parses");
+        assert_eq!(view.ip_len(), segment.len() - 14, "segment IP length");
+        check_built(&segment[14..]);
+        let tcp = TcpView::parse(view.l4(&segment[14..])).expect("a segment's TCP parses");
+        assert!(
+            next_seq.is_none_or(|seq| seq == tcp.seq),
+            "sequence numbers not contiguous"
+        );
+        let len = u32::try_from(data.len()).expect("a segment is short");
+        next_seq = Some(tcp.seq.wrapping_add(len));
+        payload.extend_from_slice(data);
+        segments += 1;
+    });
+    if !done {
+        assert_eq!(segments, 0, "segmentation refused after emitting");
+        return;
+    }
+    assert!(segments > 0, "segmentation emitted nothing");
+    let view = IpView::parse(&frame[14..]).expect("a segmented frame parses");
+    let l4 = view.l4(&frame[14..]);
+    let doff = usize::from(l4[12] >> 4) * 4;
+    assert_eq!(
+        payload,
+        l4[doff..],
+        "segments do not concatenate to the payload"
+    );
 }
 
 /// Runs one input.

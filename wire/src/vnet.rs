@@ -9,7 +9,9 @@
 //! - [`raise_syn_mss`] raises the MSS option of a TCP SYN, so that the TCP terminator
 //!   behind the gateway sends segments of up to 64 KiB;
 //! - towards the container: [`tx_header`] describes such a segment as one TSO packet
-//!   (`gso_type` TCPV4/TCPV6, `gso_size` the MSS on the wire).
+//!   (`gso_type` TCPV4/TCPV6, `gso_size` the MSS on the wire);
+//! - towards a port without TSO: [`segment_tcp`] cuts a container's TSO frame into
+//!   wire-sized segments, as the kernel's software GSO would have.
 //!
 //! Pure functions over bytes the caller owns; nothing allocates.
 
@@ -292,6 +294,131 @@ pub fn tx_header(frame: &[u8], mtu: usize) -> VnetHdr {
     }
 }
 
+/// Longest Ethernet + IP + TCP header of a segment from [`segment_tcp`]: IPv4 with 40
+/// bytes of options (IHL 15) and TCP with 40 bytes of options (data offset 15).
+pub const MAX_SEGMENT_HEADERS: usize = ETH_LEN + 60 + 60;
+
+/// TCP flag bits in header byte 13 (RFC 9293 3.1, RFC 3168 6.1 for CWR).
+const TCP_FIN: u8 = 0x01;
+const TCP_PSH: u8 = 0x08;
+const TCP_CWR: u8 = 0x80;
+
+/// Software TCP segmentation (GSO) of a TSO super-frame, for a port that cannot take
+/// one (a TAP without `IFF_VNET_HDR`, an `AF_PACKET` socket without `PACKET_VNET_HDR`).
+///
+/// `frame` is an untagged Ethernet frame carrying TCP over IPv4 (any IHL; not a
+/// fragment) or IPv6 (no extension headers), whose TCP payload is cut into segments of
+/// `gso_size` bytes, the last one possibly shorter: the `gso_size` of the frame's
+/// [`VnetHdr`]. For each segment, in order, `emit(headers, payload)` gets the
+/// segment's Ethernet + IP + TCP headers (at most [`MAX_SEGMENT_HEADERS`] bytes, built
+/// on the stack) and its payload, a sub-slice of `frame`: one `writev` of the two
+/// puts the segment on the wire. Only the IP packet counts: link padding after the
+/// IPv4 total length or IPv6 payload length is left out.
+///
+/// Each segment is what Linux's software GSO makes of the frame (`tcp_gso_segment` in
+/// `net/ipv4/tcp_offload.c`, `inet_gso_segment`, `ipv6_gso_segment`):
+/// - the Ethernet header, IP header (IPv4 options included) and TCP header (options
+///   included, the urgent pointer too) are copied;
+/// - the sequence number advances by the payload bytes before the segment;
+/// - FIN and PSH stay on the last segment only, CWR on the first only (RFC 3168 6.1.2:
+///   one CWR per window reduction); ACK, URG, ECE, RST, SYN and the AE bit stay on
+///   every segment, as Linux leaves them;
+/// - IPv4: total length per segment, the identification incremented by one per
+///   segment (wrapping; the first keeps the frame's), the header checksum recomputed;
+///   IPv6: payload length per segment;
+/// - the TCP checksum is computed in full (pseudo-header, header, payload) for each
+///   segment, so whatever the frame's field held (the pseudo-header sum of a
+///   `NEEDS_CSUM` frame, or a complete checksum) does not matter.
+///
+/// A payload that fits one segment (an empty one too) is emitted as one segment with a
+/// complete checksum, where Linux would pass the frame on unchanged. Returns false,
+/// having emitted nothing, for anything else: not IPv4/IPv6 TCP, an IPv4 fragment,
+/// IPv6 extension headers, an IP length beyond the frame, headers that do not fit, or a
+/// `gso_size` of 0. Classic ECN only: with AccECN (Linux's `SKB_GSO_TCP_ACCECN`) the
+/// CWR bit is part of a counter and would have to stay on every segment.
+pub fn segment_tcp(frame: &[u8], gso_size: usize, mut emit: impl FnMut(&[u8], &[u8])) -> bool {
+    let Some((version, ihl, total)) = tcp_in(frame) else {
+        return false;
+    };
+    if gso_size == 0 {
+        return false;
+    }
+    let ip = ETH_LEN;
+    let tcp = ip + ihl;
+    let header_len = tcp + usize::from(frame[tcp + 12] >> 4) * 4;
+    let payload = &frame[header_len..ip + total];
+
+    let mut buffer = [0u8; MAX_SEGMENT_HEADERS];
+    let headers = &mut buffer[..header_len];
+    headers.copy_from_slice(&frame[..header_len]);
+
+    // The pseudo-header without its length: the same for every segment. A segment's
+    // TCP length is below 2^16, so adding it as one word is right for IPv4 (RFC 9293
+    // 3.1) and IPv6 (RFC 8200 8.1, a 32-bit length) alike.
+    let addresses = if version == 4 {
+        &frame[ip + 12..ip + 20]
+    } else {
+        &frame[ip + 8..ip + 40]
+    };
+    let pseudo = checksum::add(0, addresses) + u64::from(PROTO_TCP);
+
+    let first_seq = u32::from_be_bytes([
+        frame[tcp + 4],
+        frame[tcp + 5],
+        frame[tcp + 6],
+        frame[tcp + 7],
+    ]);
+    let first_id = u16::from_be_bytes([frame[ip + 4], frame[ip + 5]]);
+    let flags = frame[tcp + 13];
+
+    let mut start: usize = 0;
+    let mut index: u16 = 0;
+    loop {
+        let end = payload.len().min(start.saturating_add(gso_size));
+        let first = start == 0;
+        let last = end == payload.len();
+        let chunk = &payload[start..end];
+        // Lengths fit 16 bits: every one is within the frame's IP length.
+        let tcp_len = header_len - tcp + chunk.len();
+        let tcp_len16 = u16::try_from(tcp_len).unwrap_or(u16::MAX);
+
+        if version == 4 {
+            let ip_total = u16::try_from(ihl + tcp_len).unwrap_or(u16::MAX);
+            headers[ip + 2..ip + 4].copy_from_slice(&ip_total.to_be_bytes());
+            headers[ip + 4..ip + 6].copy_from_slice(&first_id.wrapping_add(index).to_be_bytes());
+            headers[ip + 10..ip + 12].fill(0);
+            let sum = checksum::checksum(&headers[ip..tcp]);
+            headers[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
+        } else {
+            headers[ip + 4..ip + 6].copy_from_slice(&tcp_len16.to_be_bytes());
+        }
+
+        // `start` is below 2^16 too; sequence numbers wrap (RFC 9293 3.4).
+        let seq = first_seq.wrapping_add(u32::try_from(start).unwrap_or(0));
+        headers[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
+        let mut segment_flags = flags;
+        if !first {
+            segment_flags &= !TCP_CWR;
+        }
+        if !last {
+            segment_flags &= !(TCP_FIN | TCP_PSH);
+        }
+        headers[tcp + 13] = segment_flags;
+        headers[tcp + 16..tcp + 18].fill(0);
+        let sum = checksum::add(pseudo + u64::from(tcp_len16), &headers[tcp..]);
+        // The TCP header is a multiple of 4 bytes long, so the payload's words line up.
+        let sum = checksum::add_wide(sum, chunk);
+        headers[tcp + 16..tcp + 18].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+
+        emit(headers, chunk);
+        if last {
+            return true;
+        }
+        start = end;
+        index = index.wrapping_add(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,8 +428,16 @@ mod tests {
     /// An Ethernet frame with a TCP segment (options `opts`, `payload` bytes) and a
     /// correct checksum.
     fn tcp_frame(v6: bool, flags: u8, opts: &[u8], payload: usize) -> Vec<u8> {
+        let payload: Vec<u8> = (0..payload)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        tcp_frame_carrying(v6, flags, opts, &payload)
+    }
+
+    /// [`tcp_frame`] with the given payload bytes.
+    fn tcp_frame_carrying(v6: bool, flags: u8, opts: &[u8], payload: &[u8]) -> Vec<u8> {
         let doff = 20 + opts.len();
-        let l4_len = doff + payload;
+        let l4_len = doff + payload.len();
         let mut f = vec![0u8; 14];
         let (src, dst): (IpAddr, IpAddr) = if v6 {
             f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
@@ -342,7 +477,7 @@ mod tests {
         tcp[13] = flags;
         tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
         tcp[20..].copy_from_slice(opts);
-        tcp.extend((0..payload).map(|i| u8::try_from(i % 251).unwrap()));
+        tcp.extend_from_slice(payload);
         let c = ip::l4_checksum(src, dst, 6, &tcp);
         tcp[16..18].copy_from_slice(&c.to_be_bytes());
         f.extend_from_slice(&tcp);
@@ -451,5 +586,347 @@ mod tests {
         let small = tcp_frame(false, 0x18, &[], 1460);
         assert_eq!(tx_header(&small, 1500), VnetHdr::default());
         assert_eq!(tx_header(&[0u8; 64], 1500), VnetHdr::default());
+    }
+
+    /// `frame` with `options` (a multiple of 4 bytes) added to its IPv4 header, the
+    /// lengths and header checksum fixed (the TCP checksum does not cover them).
+    fn with_ipv4_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
+        let mut f = frame[..34].to_vec();
+        f.extend_from_slice(options);
+        f.extend_from_slice(&frame[34..]);
+        f[14] = 0x40 | u8::try_from((20 + options.len()) / 4).unwrap();
+        let total = u16::from_be_bytes([f[16], f[17]]) + u16::try_from(options.len()).unwrap();
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        f[24..26].fill(0);
+        let c = checksum::checksum(&f[14..34 + options.len()]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    /// Runs [`segment_tcp`] and returns the segments as whole frames, checking what
+    /// every segment must be: headers within [`MAX_SEGMENT_HEADERS`], a payload of at
+    /// most `gso_size` bytes, exact IP lengths, and valid IPv4 header and TCP checksums
+    /// (by our checksum functions and by etherparse's).
+    fn segments(frame: &[u8], gso_size: usize) -> Option<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        let done = segment_tcp(frame, gso_size, |headers, payload| {
+            assert!(headers.len() <= MAX_SEGMENT_HEADERS);
+            assert!(payload.len() <= gso_size);
+            let mut seg = headers.to_vec();
+            seg.extend_from_slice(payload);
+            out.push(seg);
+        });
+        if !done {
+            assert!(out.is_empty(), "refused after emitting");
+            return None;
+        }
+        for seg in &out {
+            check_segment(seg);
+        }
+        Some(out)
+    }
+
+    fn check_segment(seg: &[u8]) {
+        let view = ip::IpView::parse(&seg[14..]).expect("a segment parses");
+        assert_eq!(view.ip_len(), seg.len() - 14, "IP length");
+        assert!(tcp_valid(seg), "TCP checksum");
+        let sliced = etherparse::SlicedPacket::from_ethernet(seg).expect("etherparse");
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = sliced.transport else {
+            panic!("not TCP: {sliced:?}");
+        };
+        let expected = match sliced.net {
+            Some(etherparse::NetSlice::Ipv4(v4)) => {
+                let h = v4.header();
+                let ihl = usize::from(h.ihl()) * 4;
+                assert!(
+                    checksum::verifies(&seg[14..14 + ihl]),
+                    "IPv4 header checksum"
+                );
+                tcp.calc_checksum_ipv4(h.source(), h.destination())
+            }
+            Some(etherparse::NetSlice::Ipv6(v6)) => {
+                let h = v6.header();
+                tcp.calc_checksum_ipv6(h.source(), h.destination())
+            }
+            other => panic!("not IP: {other:?}"),
+        };
+        assert_eq!(
+            expected.unwrap(),
+            tcp.checksum(),
+            "etherparse's TCP checksum"
+        );
+    }
+
+    /// (sequence number, flags, payload) of a segment from a frame without IP options.
+    fn tcp_of(seg: &[u8]) -> (u32, u8, &[u8]) {
+        let view = ip::IpView::parse(&seg[14..]).unwrap();
+        let l4 = view.l4(&seg[14..]);
+        let doff = usize::from(l4[12] >> 4) * 4;
+        let seq = u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]);
+        (seq, l4[13], &l4[doff..])
+    }
+
+    /// The TCP payload of a frame.
+    fn payload_of(frame: &[u8]) -> &[u8] {
+        tcp_of(frame).2
+    }
+
+    const FIN: u8 = 0x01;
+    const PSH: u8 = 0x08;
+    const ACK: u8 = 0x10;
+    const URG: u8 = 0x20;
+    const ECE: u8 = 0x40;
+    const CWR: u8 = 0x80;
+
+    #[test]
+    fn segments_exact_and_ragged_payloads() {
+        for v6 in [false, true] {
+            for (payload, gso, count) in [(4344, 1448, 3), (4345, 1448, 4), (60_000, 1448, 42)] {
+                let frame = tcp_frame(v6, ACK | PSH, &[], payload);
+                let segs = segments(&frame, gso).unwrap();
+                assert_eq!(segs.len(), count, "v6={v6} payload={payload}");
+                let mut joined = Vec::new();
+                let mut next_seq = tcp_of(&frame).0;
+                for (i, seg) in segs.iter().enumerate() {
+                    let (seq, _, data) = tcp_of(seg);
+                    let expected_len = if i + 1 < count {
+                        gso
+                    } else {
+                        payload - gso * (count - 1)
+                    };
+                    assert_eq!(data.len(), expected_len);
+                    assert_eq!(seq, next_seq);
+                    next_seq = seq.wrapping_add(u32::try_from(data.len()).unwrap());
+                    joined.extend_from_slice(data);
+                    // Everything but lengths, ids, sequence numbers, flags and
+                    // checksums is the frame's.
+                    assert_eq!(seg[..14], frame[..14]);
+                    let ip_hdr = if v6 { 40 } else { 20 };
+                    assert_eq!(
+                        seg[14 + ip_hdr..14 + ip_hdr + 4],
+                        frame[14 + ip_hdr..14 + ip_hdr + 4]
+                    );
+                }
+                assert_eq!(joined, payload_of(&frame));
+            }
+        }
+    }
+
+    #[test]
+    fn fin_and_psh_end_the_burst_cwr_starts_it_the_rest_stay() {
+        let all = FIN | PSH | ACK | URG | ECE | CWR;
+        for v6 in [false, true] {
+            let frame = tcp_frame(v6, all, &[], 3000);
+            let segs = segments(&frame, 1000).unwrap();
+            let flags: Vec<u8> = segs.iter().map(|s| tcp_of(s).1).collect();
+            assert_eq!(
+                flags,
+                [
+                    ACK | URG | ECE | CWR,
+                    ACK | URG | ECE,
+                    ACK | URG | ECE | FIN | PSH
+                ]
+            );
+            // One segment keeps them all.
+            let one = segments(&frame, 3000).unwrap();
+            assert_eq!(tcp_of(&one[0]).1, all);
+        }
+    }
+
+    #[test]
+    fn ipv4_ids_count_up_and_wrap() {
+        let mut frame = tcp_frame(false, ACK, &[], 40);
+        frame[18..20].copy_from_slice(&0xfffeu16.to_be_bytes());
+        let segs = segments(&frame, 10).unwrap();
+        let ids: Vec<u16> = segs
+            .iter()
+            .map(|s| u16::from_be_bytes([s[18], s[19]]))
+            .collect();
+        assert_eq!(ids, [0xfffe, 0xffff, 0, 1]);
+        // DF and TTL are copied.
+        assert!(segs.iter().all(|s| s[20] == 0x40 && s[22] == 64));
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut frame = tcp_frame(true, ACK, &[], 3000);
+        frame[54 + 4..54 + 8].copy_from_slice(&0xffff_fc00u32.to_be_bytes());
+        let seqs: Vec<u32> = segments(&frame, 1000)
+            .unwrap()
+            .iter()
+            .map(|s| tcp_of(s).0)
+            .collect();
+        assert_eq!(seqs, [0xffff_fc00, 0xffff_ffe8, 1000 - 24]);
+    }
+
+    #[test]
+    fn ip_and_tcp_options_are_copied() {
+        // Timestamps (RFC 7323) behind two NOPs; an IPv4 router-alert-sized option.
+        let tcp_opts = [1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
+        let ip_opts = [0x94, 4, 0, 0, 1, 1, 1, 0];
+        let frame = with_ipv4_options(&tcp_frame(false, ACK, &tcp_opts, 2500), &ip_opts);
+        let segs = segments(&frame, 1000).unwrap();
+        assert_eq!(segs.len(), 3);
+        let headers = 14 + 28 + 32;
+        let mut joined = Vec::new();
+        for seg in &segs {
+            assert_eq!(seg[34..42], ip_opts);
+            assert_eq!(seg[42 + 20..headers], tcp_opts);
+            joined.extend_from_slice(&seg[headers..]);
+        }
+        assert_eq!(segs[0].len(), headers + 1000);
+        assert_eq!(joined, frame[headers..]);
+        let v6 = tcp_frame(true, ACK, &tcp_opts, 2500);
+        for seg in segments(&v6, 1000).unwrap() {
+            assert_eq!(seg[54 + 20..54 + 32], tcp_opts);
+        }
+    }
+
+    #[test]
+    fn the_old_checksum_field_does_not_matter() {
+        for v6 in [false, true] {
+            let frame = tcp_frame(v6, ACK | PSH, &[], 5000);
+            let tcp = if v6 { 54 } else { 34 };
+            let reference = segments(&frame, 1448).unwrap();
+            // A partial checksum (the pseudo-header sum, as with NEEDS_CSUM) and junk.
+            let view = ip::IpView::parse(&frame[14..]).unwrap();
+            let pseudo = match (view.src, view.dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => checksum::pseudo_v4(s, d, 6, view.l4_len),
+                (IpAddr::V6(s), IpAddr::V6(d)) => checksum::pseudo_v6(s, d, 6, view.l4_len),
+                _ => unreachable!(),
+            };
+            for field in [checksum::fold(pseudo), 0x1234] {
+                let mut f = frame.clone();
+                f[tcp + 16..tcp + 18].copy_from_slice(&field.to_be_bytes());
+                assert_eq!(segments(&f, 1448).unwrap(), reference);
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_payload_is_one_complete_segment() {
+        for v6 in [false, true] {
+            for payload in [0, 1, 1448] {
+                let mut frame = tcp_frame(v6, ACK | FIN, &[], payload);
+                let good = frame.clone();
+                let tcp = if v6 { 54 } else { 34 };
+                frame[tcp + 16..tcp + 18].fill(0);
+                let segs = segments(&frame, 1448).unwrap();
+                assert_eq!(segs, [good]);
+            }
+        }
+    }
+
+    #[test]
+    fn link_padding_is_left_out() {
+        for v6 in [false, true] {
+            let frame = tcp_frame(v6, ACK, &[], 100);
+            let mut padded = frame.clone();
+            padded.extend_from_slice(&[0xee; 30]);
+            assert_eq!(
+                segments(&padded, 40).unwrap(),
+                segments(&frame, 40).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_whole_tcp_frame() {
+        let v4 = tcp_frame(false, ACK, &[], 3000);
+        let v6 = tcp_frame(true, ACK, &[], 3000);
+        let refused = |f: &[u8], gso: usize| segments(f, gso).is_none();
+        assert!(refused(&v4, 0));
+        assert!(
+            refused(&v4[..v4.len() - 1], 1000),
+            "IP length beyond the frame"
+        );
+        assert!(
+            refused(&v6[..v6.len() - 1], 1000),
+            "IP length beyond the frame"
+        );
+        assert!(refused(&v4[..40], 1000), "truncated TCP header");
+        assert!(refused(&v4[..20], 1000), "truncated IP header");
+        assert!(refused(&[], 1000));
+        let mut ext = v6.clone();
+        ext[20] = 0; // hop-by-hop options first
+        assert!(refused(&ext, 1000), "IPv6 extension header");
+        let mut udp = v4.clone();
+        udp[23] = 17;
+        assert!(refused(&udp, 1000), "UDP");
+        for frag in [0x2000u16, 0x0001] {
+            let mut f = v4.clone();
+            f[20..22].copy_from_slice(&frag.to_be_bytes());
+            assert!(refused(&f, 1000), "fragment {frag:#06x}");
+        }
+        let mut vlan = v4.clone();
+        vlan[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+        assert!(refused(&vlan, 1000), "VLAN tag");
+        let mut short_doff = v4.clone();
+        short_doff[34 + 12] = 4 << 4;
+        assert!(refused(&short_doff, 1000), "data offset below 5");
+        let mut long_doff = tcp_frame(false, ACK, &[], 20);
+        long_doff[34 + 12] = 15 << 4;
+        assert!(refused(&long_doff, 1000), "TCP header beyond the IP length");
+        let mut v4_in_v6 = v4.clone();
+        v4_in_v6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+        assert!(refused(&v4_in_v6, 1000), "version and ethertype disagree");
+        // A huge gso_size is one segment, not an overflow.
+        assert_eq!(segments(&v4, usize::MAX).unwrap().len(), 1);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any TSO frame: the segments carry the payload in order, with contiguous
+        /// sequence numbers, no segment longer than its headers + `gso_size`, valid
+        /// checksums, and FIN/PSH last and CWR first.
+        #[test]
+        fn segments_carry_the_payload_in_order(
+            v6 in proptest::bool::ANY,
+            payload_len in 0usize..=70_000,
+            gso_size in 1usize..=9000,
+            flags in proptest::num::u8::ANY,
+            seq in proptest::num::u32::ANY,
+            seed in proptest::num::u64::ANY,
+            option_words in 0usize..=10,
+        ) {
+            let opts: Vec<u8> = (0..option_words * 4).map(|_| 1).collect();
+            let ip_header = if v6 { 0 } else { 20 };
+            let payload_len = payload_len.min(65_535 - ip_header - 20 - opts.len());
+            // xorshift64: payload bytes that differ from segment to segment.
+            let mut state = seed | 1;
+            let payload: Vec<u8> = (0..payload_len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state.to_be_bytes()[0]
+                })
+                .collect();
+            let mut frame = tcp_frame_carrying(v6, flags, &opts, &payload);
+            let tcp = if v6 { 54 } else { 34 };
+            frame[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
+            let segs = segments(&frame, gso_size).unwrap();
+            let headers = tcp + 20 + opts.len();
+            proptest::prop_assert_eq!(segs.len(), payload_len.div_ceil(gso_size).max(1));
+            let mut joined = Vec::with_capacity(payload_len);
+            let mut next_seq = seq;
+            for (i, seg) in segs.iter().enumerate() {
+                proptest::prop_assert!(seg.len() <= headers + gso_size);
+                let (s, f, data) = tcp_of(seg);
+                proptest::prop_assert_eq!(s, next_seq);
+                let mut expected = flags;
+                if i > 0 {
+                    expected &= !CWR;
+                }
+                if i + 1 < segs.len() {
+                    expected &= !(FIN | PSH);
+                }
+                proptest::prop_assert_eq!(f, expected);
+                next_seq = s.wrapping_add(u32::try_from(data.len()).unwrap());
+                joined.extend_from_slice(data);
+            }
+            proptest::prop_assert_eq!(joined, payload);
+        }
     }
 }
