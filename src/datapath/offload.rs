@@ -116,10 +116,38 @@ pub(crate) fn write_frame(
         offload.and_then(|o| o.gso),
     ) {
         (Some(hdr), _) => rustix::io::writev(fd, &[IoSlice::new(&hdr), IoSlice::new(frame)]),
-        (None, Some(_)) => return Err(libc::EMSGSIZE),
+        (None, Some((gso_type, gso_size))) => {
+            return write_segments(fd, frame, gso_type, gso_size);
+        }
         (None, None) => rustix::io::write(fd, frame),
     };
     written.map(|_| ()).map_err(|e| e.raw_os_error())
+}
+
+/// Writes a TSO frame as the segments that Linux's GSO would make of it (one write
+/// each: headers and payload gathered), for a port that cannot take it whole. The
+/// first failed write ends it (a full queue would refuse the rest too).
+fn write_segments(
+    fd: BorrowedFd<'_>,
+    frame: &[u8],
+    gso_type: u8,
+    gso_size: u16,
+) -> Result<(), i32> {
+    if !matches!(gso_type & !vnet::GSO_ECN, vnet::GSO_TCPV4 | vnet::GSO_TCPV6) {
+        return Err(libc::EMSGSIZE);
+    }
+    let mut result = Ok(());
+    let segmented = vnet::segment_tcp(frame, usize::from(gso_size), |headers, payload| {
+        if result.is_ok() {
+            result = rustix::io::writev(fd, &[IoSlice::new(headers), IoSlice::new(payload)])
+                .map(|_| ())
+                .map_err(|e| e.raw_os_error());
+        }
+    });
+    if !segmented {
+        return Err(libc::EMSGSIZE);
+    }
+    result
 }
 
 /// What the `virtio_net_hdr` of a received frame said, for the pipeline to carry
@@ -435,5 +463,85 @@ mod tests {
             0
         );
         assert_eq!(VnetHdr::parse(&buf).unwrap().flags, vnet::F_DATA_VALID);
+    }
+
+    /// An untagged IPv4 TCP frame of `payload` bytes (header checksum not needed here).
+    fn tcp_frame(payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20 + payload];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[14 + 9] = 6;
+        f[14 + 20 + 12] = 0x50;
+        f
+    }
+
+    #[test]
+    fn offload_state_follows_the_received_header() {
+        assert_eq!(Offload::of(&VnetHdr::default()), None);
+        let hdr = VnetHdr {
+            flags: vnet::F_NEEDS_CSUM,
+            gso_type: vnet::GSO_TCPV4,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+            ..VnetHdr::default()
+        };
+        let offload = Offload::of(&hdr).unwrap();
+        assert_eq!(offload.segment(), Some(1448));
+        assert_eq!(offload.l4_field(), Some((20, 16)));
+        // Written out again: the same checksum request, a header length hint up to
+        // the TCP payload.
+        let frame = tcp_frame(3000);
+        let out = offload.header(&frame);
+        assert_eq!(
+            (
+                out.flags,
+                out.gso_type,
+                out.gso_size,
+                out.csum_start,
+                out.csum_offset
+            ),
+            (vnet::F_NEEDS_CSUM, vnet::GSO_TCPV4, 1448, 34, 16)
+        );
+        assert_eq!(out.hdr_len, 54);
+        let framing = Framing::Vnet {
+            mtu: 1500,
+            raise_mss: false,
+        };
+        assert_eq!(
+            framing.tx_header(&frame, Some(offload)),
+            Some(out.to_bytes())
+        );
+        assert_eq!(Framing::Plain.tx_header(&frame, Some(offload)), None);
+        // Still a TCP frame with the field in range; not an ARP answer built in place.
+        assert_eq!(offload.still_fits(&frame), Some(offload));
+        let mut arp = frame.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(offload.still_fits(&arp), None);
+        assert_eq!(offload.still_fits(&frame[..40]), None);
+        // A VLAN tag (4 bytes) in front on the way in, none on the way out.
+        let tagged = Offload {
+            csum: Some((38, 16)),
+            ..offload
+        };
+        assert_eq!(tagged.shifted_back(4), Some(offload));
+        assert_eq!(offload.shifted_back(30), None);
+    }
+
+    #[test]
+    fn a_partial_checksum_is_completed_for_a_plain_port() {
+        let mut frame = tcp_frame(100);
+        let offload = Offload {
+            csum: Some((34, 16)),
+            ..Offload::default()
+        };
+        let done = finish_offload_checksum(&mut frame, Some(offload)).unwrap();
+        assert_eq!(done.csum, None);
+        assert!(done.data_valid);
+        assert_eq!(
+            tapnet_wire::checksum::fold(tapnet_wire::checksum::add(0, &frame[34..])),
+            0xffff
+        );
+        assert_eq!(finish_offload_checksum(&mut frame, None), None);
     }
 }
