@@ -544,21 +544,24 @@ fn serve_op(rt: &mut RouteSocket, req: &NsRequest) -> Result<(String, Option<Own
         }
         NsOp::Veth { peer } => {
             let ifname = rename_peer(rt, peer, req.ifname.as_deref())?;
-            // The container's kernel would otherwise hand the veth CHECKSUM_PARTIAL
-            // frames and 64 KB TSO/GSO super-frames, which AF_PACKET passes on as they are.
-            let fail = |step: &str, e: io::Error| NsFailure::Configure {
-                ifname: ifname.clone(),
-                message: format!("{step}: {}", describe(&e)),
-            };
-            let ethtool = Ethtool::open().map_err(|e| fail("open ethtool socket", e))?;
-            for (offload, what) in [
-                (Offload::TxChecksum, "tx checksum offload"),
-                (Offload::Tso, "TSO"),
-                (Offload::Gso, "GSO"),
-            ] {
-                ethtool
-                    .set(&ifname, offload, false)
-                    .map_err(|e| fail(&format!("switch {what} off"), e))?;
+            // Without a virtio_net_hdr on the host end's socket, the container's kernel
+            // would hand the veth CHECKSUM_PARTIAL frames and 64 KB TSO/GSO
+            // super-frames that AF_PACKET passes on undescribed: offloads off.
+            if !req.offload {
+                let fail = |step: &str, e: io::Error| NsFailure::Configure {
+                    ifname: ifname.clone(),
+                    message: format!("{step}: {}", describe(&e)),
+                };
+                let ethtool = Ethtool::open().map_err(|e| fail("open ethtool socket", e))?;
+                for (offload, what) in [
+                    (Offload::TxChecksum, "tx checksum offload"),
+                    (Offload::Tso, "TSO"),
+                    (Offload::Gso, "GSO"),
+                ] {
+                    ethtool
+                        .set(&ifname, offload, false)
+                        .map_err(|e| fail(&format!("switch {what} off"), e))?;
+                }
             }
             configure(rt, &ifname, req)?;
             Ok((ifname, None))

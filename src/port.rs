@@ -88,9 +88,12 @@ pub(crate) struct InterfaceConfig {
     /// Attach to an existing TAP of the requested name (one that rootlesskit created)
     /// instead of failing because the name is taken.
     pub(crate) attach_existing: bool,
-    /// TAP only: open it with `IFF_VNET_HDR` and checksum/segmentation offload
+    /// A TAP: open it with `IFF_VNET_HDR` and checksum/segmentation offload
     /// ([`crate::sys::tap::Tap::enable_offload`]); its datapath port must be a
-    /// [`crate::datapath::PortIo::TapOffload`].
+    /// [`crate::datapath::PortIo::TapOffload`]. A veth: the host end's socket gets a
+    /// `virtio_net_hdr` (`PACKET_VNET_HDR_SZ`, see
+    /// [`crate::sys::packet::vnet_hdr_supported`]) and the container's end keeps its
+    /// offloads; its port must be a [`crate::datapath::PortIo::PacketOffload`].
     pub(crate) offload: bool,
     /// An IPv6 address and default gateway, added without duplicate address detection.
     pub(crate) ipv6: Option<(Ipv6Net, Ipv6Addr)>,
@@ -429,6 +432,10 @@ fn finish_veth(
     // Open the socket before the container end comes up, so its first frames are seen.
     let fd = packet::open_bound(index)
         .map_err(|e| host_error(format!("open AF_PACKET socket on {host_ifname}"), &e))?;
+    if config.offload {
+        packet::set_vnet_hdr_size(&fd, crate::datapath::VNET_HDR_LEN)
+            .map_err(|e| host_error(format!("PACKET_VNET_HDR_SZ on {host_ifname}"), &e))?;
+    }
     let reply = nshelper::run_helper(
         netns_fd,
         NsOp::Veth {

@@ -570,8 +570,8 @@ fn serve_sum(ns: &Netns, port: u16) -> common::ChildGuard {
 /// over 64 KiB TCP segments with partial checksums, which leave through the uplink's
 /// socket in one write each (the kernel's GSO cuts them); the outside's own TSO frames
 /// and partial checksums come in through it, to a masqueraded flow and to a published
-/// port (NAT rewrites the partial checksums); and a TAP's TSO frames reach a container
-/// on a plain veth port as segments cut by tapnet.
+/// port (NAT rewrites the partial checksums); and TSO frames go whole between a TAP
+/// and a veth port (both with a virtio_net_hdr).
 #[test]
 fn offloaded_transfers_are_byte_exact_through_the_uplink_and_to_plain_ports() {
     if !require_root("offloaded_transfers_are_byte_exact_through_the_uplink_and_to_plain_ports") {
@@ -646,12 +646,12 @@ fn offloaded_transfers_are_byte_exact_through_the_uplink_and_to_plain_ports() {
     assert_eq!(
         send_for_sum(&tap, &data, "10.246.0.3", 9100),
         data.sum,
-        "TAP -> plain veth port (segmented by tapnet)"
+        "TAP -> veth port"
     );
     assert_eq!(
         send_for_sum(&veth, &data, "10.246.0.2", 9000),
         data.sum,
-        "plain veth port -> TAP"
+        "veth port -> TAP"
     );
 
     let stats = daemon.json(&["stats", "--json"]);
@@ -675,4 +675,71 @@ fn offloaded_transfers_are_byte_exact_through_the_uplink_and_to_plain_ports() {
         0,
         "no frame from the outside was dropped as oversized"
     );
+}
+
+/// With offload on TAPs only (`TAPNET_OFFLOAD=tap`), a veth port's socket has no
+/// virtio_net_hdr: a TAP's 64 KiB TSO frames reach it as segments that tapnet cuts
+/// (and its whole frames reach the TAP), byte-exact.
+#[test]
+fn tso_frames_are_cut_into_segments_for_a_plain_port() {
+    if !require_root("tso_frames_are_cut_into_segments_for_a_plain_port") {
+        return;
+    }
+    let data = DataFile::new(12_000_000);
+    let host = Netns::new();
+    host.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    let daemon = Daemon::start_full(
+        "auto",
+        None,
+        &[
+            "env",
+            "TAPNET_OFFLOAD=tap",
+            "ip",
+            "netns",
+            "exec",
+            &host.name,
+        ],
+        &[],
+    );
+    daemon.cli_ok(&["network", "create", "mixed", "--subnet", "10.247.0.0/24"]);
+    let (tap, veth) = (Netns::new(), Netns::new());
+    let (tap_path, veth_path) = (tap.path(), veth.path());
+    daemon.cli_ok(&["connect", "mixed", "--netns", &tap_path, "--name", "t1"]);
+    daemon.cli_ok(&[
+        "connect", "mixed", "--netns", &veth_path, "--name", "v1", "--kind", "veth",
+    ]);
+    let features = veth.exec_ok(&["ethtool", "-k", "eth0"]);
+    assert!(
+        features.contains("tx-tcp-segmentation: off")
+            && features.contains("tx-checksumming: off"),
+        "the plain port's container has TSO and checksum offload off:\n{features}"
+    );
+    let _t1_sum = serve_sum(&tap, 9000);
+    let _v1_sum = serve_sum(&veth, 9100);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        send_for_sum(&tap, &data, "10.247.0.3", 9100),
+        data.sum,
+        "TAP -> plain veth port"
+    );
+    assert_eq!(
+        send_for_sum(&veth, &data, "10.247.0.2", 9000),
+        data.sum,
+        "plain veth port -> TAP"
+    );
+    let stats = daemon.json(&["stats", "--json"]);
+    let ports = stats["ports"].as_array().unwrap();
+    let port = |name: &str| {
+        ports
+            .iter()
+            .find(|p| p["endpoint"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {stats}"))
+            .clone()
+    };
+    let (t1, v1) = (port("t1/eth0"), port("v1/eth0"));
+    assert!(
+        t1["rx_bytes"].as_u64().unwrap() / t1["rx_packets"].as_u64().unwrap().max(1) > 1514,
+        "the TAP handed over TSO frames: {t1}"
+    );
+    assert_eq!(v1["tx_errors"], 0, "{v1}");
 }

@@ -108,7 +108,7 @@ fn open_packet_uplink(
     // With a virtio_net_hdr on the socket, frames come and go as the kernel holds them:
     // GRO-merged and TSO frames and partial checksums are described, and 64 KiB
     // segments leave in one write (the kernel's GSO cuts them).
-    let vnet = crate::datapath::offload_enabled()
+    let vnet = crate::datapath::packet_offload_enabled()
         && match packet::set_vnet_hdr_size(&fd, crate::datapath::VNET_HDR_LEN) {
             Ok(()) => true,
             Err(e) => {
@@ -485,8 +485,15 @@ impl Daemon {
             plan.gateway,
             plan.mtu,
         );
-        // TAPs take TSO frames and partial checksums both ways (IFF_VNET_HDR).
-        config.offload = plan.kind == PortKind::Tap && crate::datapath::offload_enabled();
+        // Ports take TSO frames and partial checksums both ways: TAPs with
+        // IFF_VNET_HDR, veths' AF_PACKET sockets with PACKET_VNET_HDR_SZ.
+        config.offload = match plan.kind {
+            PortKind::Tap => crate::datapath::offload_enabled(),
+            PortKind::Veth => {
+                crate::datapath::packet_offload_enabled()
+                    && crate::sys::packet::vnet_hdr_supported(crate::datapath::VNET_HDR_LEN)
+            }
+        };
         let network = self.registry.network(&plan.network)?;
         if let (Some(address6), Some(gateway6)) =
             (network.ipv6_of(plan.address.addr()), network.gateway6())
@@ -530,6 +537,10 @@ impl Daemon {
                 raise_mss: false,
             },
             PortKind::Tap => PortIo::Tap(fd),
+            PortKind::Veth if config.offload => PortIo::PacketOffload {
+                fd,
+                mtu: config.mtu,
+            },
             PortKind::Veth => PortIo::Packet(fd),
         };
         if let Err(err) =

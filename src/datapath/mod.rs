@@ -54,6 +54,13 @@ pub(crate) fn offload_enabled() -> bool {
     std::env::var_os("TAPNET_OFFLOAD").is_none_or(|v| v != "0")
 }
 
+/// Whether AF_PACKET ports (containers' veths, the packet uplink) use a
+/// `virtio_net_hdr` too: with [`offload_enabled`], unless `TAPNET_OFFLOAD=tap` keeps
+/// offload to TAPs (TSO frames to the others are then cut by tapnet).
+pub(crate) fn packet_offload_enabled() -> bool {
+    offload_enabled() && std::env::var_os("TAPNET_OFFLOAD").is_none_or(|v| v != "tap")
+}
+
 /// A port's file descriptor (non-blocking; one read or write is one whole frame).
 #[derive(Debug)]
 pub(crate) enum PortIo {

@@ -117,3 +117,15 @@ pub(crate) fn set_vnet_hdr_size(fd: &OwnedFd, size: usize) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Whether this kernel takes `PACKET_VNET_HDR_SZ` (tried on a socket that is bound to
+/// nothing, so it receives nothing, and closed at once).
+pub(crate) fn vnet_hdr_supported(size: usize) -> bool {
+    rustix::net::socket_with(
+        AddressFamily::PACKET,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .is_ok_and(|fd| set_vnet_hdr_size(&fd, size).is_ok())
+}
