@@ -12,8 +12,9 @@
 //!   generation, bumped whenever the slot is freed, so a stale id never names a new flow;
 //! - one hash index holding two items per flow, as the kernel's `tuplehash[2]`: the
 //!   original tuple and the reply tuple, each tagged with its [`Direction`]. Items are
-//!   4 bytes (slot and direction); keys are compared against the entry itself, which
-//!   the packet path reads anyway;
+//!   4 bytes (slot and direction), stored beside 32 bits of the key's hash (see
+//!   `index.rs`); keys are compared against the entry itself, which the packet path
+//!   reads anyway, only when those bits match;
 //! - an indexed min-heap of expiry deadlines, re-keyed lazily (see `timer.rs`);
 //! - the list of unassured entries in creation order, the victims of `early_drop()`
 //!   when the table is full (see `unassured.rs`).
@@ -30,9 +31,9 @@ use core::time::Duration;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
-use hashbrown::HashTable;
 use tapnet_wire::Instant;
 
+use crate::index::Index;
 use crate::tcp::{self, Segment, Step};
 use crate::timer::Timer;
 use crate::unassured::Unassured;
@@ -553,7 +554,7 @@ pub struct Conntrack {
     slots: Vec<Slot>,
     /// Free slot numbers (a stack: recently freed slots are warm in cache).
     free: Vec<u32>,
-    index: HashTable<IndexItem>,
+    index: Index,
     hasher: foldhash::fast::FixedState,
     timer: Timer,
     unassured: Unassured,
@@ -577,7 +578,7 @@ impl Conntrack {
         Self {
             slots: Vec::with_capacity(reserve),
             free: Vec::with_capacity(reserve),
-            index: HashTable::with_capacity(2 * reserve),
+            index: Index::with_capacity(2 * reserve),
             hasher: foldhash::fast::FixedState::with_seed(hash_seed),
             timer: Timer::with_capacity(reserve),
             unassured: Unassured::with_capacity(reserve),
@@ -625,14 +626,7 @@ impl Conntrack {
         len: usize,
     ) -> Result<Tracked, Refused> {
         let hash = hash_key(&self.hasher, key);
-        let slots = &self.slots;
-        let found = self.index.find(hash, |&it| {
-            slots[item_slot(it) as usize]
-                .entry
-                .as_ref()
-                .is_some_and(|e| e.keys[item_dir(it).index()] == *key)
-        });
-        if let Some(&it) = found {
+        if let Some(it) = self.find(key, hash) {
             return Ok(self.update(now, item_slot(it), item_dir(it), tcp, len));
         }
         let state = match key.proto {
@@ -689,13 +683,7 @@ impl Conntrack {
 
     /// The entry and direction a key belongs to, without updating anything.
     pub fn lookup(&self, key: &FlowKey) -> Option<(FlowId, Direction)> {
-        let hash = hash_key(&self.hasher, key);
-        let it = *self.index.find(hash, |&it| {
-            self.slots[item_slot(it) as usize]
-                .entry
-                .as_ref()
-                .is_some_and(|e| e.keys[item_dir(it).index()] == *key)
-        })?;
+        let it = self.find(key, hash_key(&self.hasher, key))?;
         let slot = item_slot(it);
         Some((
             FlowId::new(slot, self.slots[slot as usize].generation),
@@ -773,10 +761,10 @@ impl Conntrack {
     }
 
     /// Bytes the table takes per flow at most (entry, index items, timer, list and
-    /// free-list slots; the index at its worst load factor of 1/2 after reserving).
+    /// free-list slots; the index at its highest load factor, 1/2).
     pub const fn bytes_per_flow() -> usize {
         size_of::<Slot>()
-            + 2 * 2 * (size_of::<IndexItem>() + 1)
+            + 2 * Index::BYTES_PER_ITEM
             + size_of::<(Instant, u32)>()
             + size_of::<u32>()
             + size_of::<(u32, u32)>()
@@ -966,22 +954,10 @@ impl Conntrack {
             }
         };
 
-        let Self {
-            index,
-            slots,
-            hasher,
-            ..
-        } = self;
-        let rehash = |&it: &IndexItem| {
-            let entry = slots[item_slot(it) as usize]
-                .entry
-                .as_ref()
-                .expect("indexed slot holds an entry");
-            hash_key(hasher, &entry.keys[item_dir(it).index()])
-        };
-        index.insert_unique(original_hash, item(slot, Direction::Original), rehash);
+        self.index
+            .insert(original_hash, item(slot, Direction::Original));
         if reply != original {
-            index.insert_unique(reply_hash, item(slot, Direction::Reply), rehash);
+            self.index.insert(reply_hash, item(slot, Direction::Reply));
         }
         self.timer.push(slot, expires);
         self.unassured.push_back(slot);
@@ -991,14 +967,19 @@ impl Conntrack {
     }
 
     fn lookup_hashed(&self, key: &FlowKey, hash: u64) -> bool {
-        self.index
-            .find(hash, |&it| {
-                self.slots[item_slot(it) as usize]
-                    .entry
-                    .as_ref()
-                    .is_some_and(|e| e.keys[item_dir(it).index()] == *key)
-            })
-            .is_some()
+        self.find(key, hash).is_some()
+    }
+
+    /// The index item of `key`, whose hash is `hash`.
+    #[inline(always)]
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<IndexItem> {
+        let slots = &self.slots;
+        self.index.find(hash, |it| {
+            slots[item_slot(it) as usize]
+                .entry
+                .as_ref()
+                .is_some_and(|e| e.keys[item_dir(it).index()] == *key)
+        })
     }
 
     /// Frees one entry in a full table (Linux `early_drop()`): an expired one if the
@@ -1055,13 +1036,9 @@ impl Conntrack {
             if dir == Direction::Reply && entry.keys[1] == entry.keys[0] {
                 break;
             }
-            let target = item(slot, dir);
             let hash = hash_key(&self.hasher, key);
-            if let Ok(found) = self.index.find_entry(hash, |&it| it == target) {
-                found.remove();
-            } else {
-                debug_assert!(false, "index item of slot {slot} missing");
-            }
+            let removed = self.index.remove(hash, item(slot, dir));
+            debug_assert!(removed, "index item of slot {slot} missing");
         }
         self.timer.remove(slot);
         self.unassured.remove(slot);
@@ -1095,6 +1072,7 @@ impl Conntrack {
             unassured += usize::from(!entry.assured());
         }
         assert_eq!(self.index.len(), index_items);
+        self.index.check();
         assert_eq!(self.unassured.len(), unassured);
     }
 }
@@ -1107,10 +1085,10 @@ mod tests {
     fn memory_per_flow_is_bounded() {
         let bytes = Conntrack::bytes_per_flow();
         println!(
-            "slot {} B, flow key {} B, index item {} B, {bytes} B per flow in all",
+            "slot {} B, flow key {} B, index {} B per item at load 1/2, {bytes} B per flow in all",
             size_of::<Slot>(),
             size_of::<FlowKey>(),
-            size_of::<IndexItem>()
+            Index::BYTES_PER_ITEM
         );
         assert!(bytes <= 256, "{bytes} bytes per flow");
     }
