@@ -38,6 +38,9 @@ pub(crate) struct Index {
     /// Number of words: `lines.len() * 8`.
     words: usize,
     len: usize,
+    /// Bumped by every change: an item found before is still where `find` would
+    /// find it while the epoch is the same.
+    epoch: u64,
 }
 
 impl Index {
@@ -48,6 +51,7 @@ impl Index {
             lines: vec![Line::default(); lines],
             words: lines * WORDS_PER_LINE,
             len: 0,
+            epoch: 0,
         }
     }
 
@@ -56,16 +60,41 @@ impl Index {
         self.len
     }
 
+    /// Changes so far (wrapping).
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Bytes per item at the highest load factor (1/2).
     pub(crate) const BYTES_PER_ITEM: usize = 2 * size_of::<u64>();
 
     /// The first item under `hash` for which `eq` holds.
+    #[cfg(test)]
+    pub(crate) fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.find_from(hash, self.home_word(hash), eq)
+    }
+
+    /// The word at the home of `hash`: loading it early, for several keys in a row,
+    /// overlaps their cache misses (see [`Self::find_from`]).
     #[inline(always)]
-    pub(crate) fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub(crate) fn home_word(&self, hash: u64) -> u64 {
+        self.word(home(tag(hash), self.words))
+    }
+
+    /// [`Self::find`] given the word at the home of `hash` ([`Self::home_word`], with no
+    /// change to the index since).
+    #[inline(always)]
+    pub(crate) fn find_from(
+        &self,
+        hash: u64,
+        home_word: u64,
+        mut eq: impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
         let tag = tag(hash);
         let mut at = home(tag, self.words);
+        let mut word = home_word;
         loop {
-            let word = self.word(at);
             if word == 0 {
                 return None;
             }
@@ -73,6 +102,7 @@ impl Index {
                 return Some(word_item(word));
             }
             at = self.next(at);
+            word = self.word(at);
         }
     }
 
@@ -85,6 +115,7 @@ impl Index {
         let word = u64::from(tag(hash)) << 32 | u64::from(item + 1);
         self.place(word);
         self.len += 1;
+        self.epoch = self.epoch.wrapping_add(1);
     }
 
     /// Removes `item` stored under `hash`; false if it is not there.
@@ -123,6 +154,7 @@ impl Index {
         }
         self.set(hole, 0);
         self.len -= 1;
+        self.epoch = self.epoch.wrapping_add(1);
         true
     }
 
