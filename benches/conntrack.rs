@@ -7,6 +7,8 @@
 //!   1 M case misses the caches as real traffic would. Target (a later issue): >= 8 M
 //!   packets/s per core through lookup + NAT rewrite, and <= 2x the per-packet cost
 //!   from 1 k to 1 M flows.
+//! - `track_established_burst/{1k,1M}`: the same packets through `track_burst`, 32 at
+//!   a time (the lookups of a burst overlap their cache misses); per packet.
 //! - `insert_remove/{1k,1M}`: create a UDP flow (`track` of its first packet) and
 //!   `remove` it, in a table that already holds 1 k or 1 M flows (each iteration = one
 //!   flow created and removed).
@@ -88,6 +90,35 @@ fn track_established(c: &mut Criterion) {
     group.finish();
 }
 
+fn track_established_burst(c: &mut Criterion) {
+    const BURST: usize = 32;
+    let mut group = c.benchmark_group("track_established_burst");
+    group.throughput(Throughput::Elements(BURST as u64));
+    for (name, flows) in SIZES {
+        let (mut ct, keys) = established_table(flows);
+        let packets: Vec<_> = keys
+            .iter()
+            .map(|&k| (k, Some(TcpFlags::ACK), 1500))
+            .collect();
+        let now = Instant::from_secs(2);
+        let mut out = Vec::with_capacity(BURST);
+        let mut i = 0usize;
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                if i + BURST > packets.len() {
+                    i = 0;
+                }
+                let burst = &packets[i..i + BURST];
+                i += BURST;
+                out.clear();
+                ct.track_burst(now, black_box(burst), &mut out);
+                black_box(&out);
+            })
+        });
+    }
+    group.finish();
+}
+
 fn insert_remove(c: &mut Criterion) {
     let mut group = c.benchmark_group("insert_remove");
     group.throughput(Throughput::Elements(1));
@@ -108,5 +139,10 @@ fn insert_remove(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, track_established, insert_remove);
+criterion_group!(
+    benches,
+    track_established,
+    track_established_burst,
+    insert_remove
+);
 criterion_main!(benches);

@@ -10,6 +10,7 @@
 //!
 //! - `table`: [`Conntrack`], the bounded table (slab + two-way hash index), its
 //!   eviction policy (Linux `early_drop`) and counters;
+//! - `index`: the hash index (open addressing, hash tag and item in one word);
 //! - `tcp`: the TCP state tracker, after Linux `nf_conntrack_proto_tcp.c`;
 //! - `timer`: the expiry heap, re-keyed lazily so packets never touch it;
 //! - `unassured`: the eviction order of unassured flows;
@@ -47,6 +48,7 @@
 mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+mod index;
 mod table;
 mod tcp;
 mod timer;
