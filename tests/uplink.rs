@@ -566,6 +566,49 @@ fn serve_sum(ns: &Netns, port: u16) -> common::ChildGuard {
     ])
 }
 
+/// A connection of `data` each way between a TAP container `t1` (serving
+/// `sha256sum` on 9000) and a veth container `v1` on one network, byte-exact, and the
+/// ports' counters: the TAP handed over TSO frames, no write to the veth port failed.
+fn tap_and_veth_exchange(
+    daemon: &Daemon,
+    data: &DataFile,
+    (tap, tap_ip): (&Netns, &str),
+    (veth, veth_ip): (&Netns, &str),
+) {
+    let _v1_sum = serve_sum(veth, 9100);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        send_for_sum(tap, data, veth_ip, 9100),
+        data.sum,
+        "TAP -> veth port"
+    );
+    assert_eq!(
+        send_for_sum(veth, data, tap_ip, 9000),
+        data.sum,
+        "veth port -> TAP"
+    );
+    let stats = daemon.json(&["stats", "--json"]);
+    let ports = stats["ports"].as_array().unwrap();
+    let port = |name: &str| {
+        ports
+            .iter()
+            .find(|p| p["endpoint"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {stats}"))
+            .clone()
+    };
+    let (t1, v1) = (port("t1/eth0"), port("v1/eth0"));
+    let (bytes, frames) = (
+        t1["rx_bytes"].as_u64().unwrap(),
+        t1["rx_packets"].as_u64().unwrap(),
+    );
+    assert!(
+        bytes / frames.max(1) > 1514,
+        "the TAP handed over TSO frames: {bytes} bytes in {frames} frames"
+    );
+    assert_eq!(t1["tx_errors"], 0, "{t1}");
+    assert_eq!(v1["tx_errors"], 0, "{v1}");
+}
+
 /// Checksum and segmentation offload end to end, byte-exact: a container's TAP hands
 /// over 64 KiB TCP segments with partial checksums, which leave through the uplink's
 /// socket in one write each (the kernel's GSO cuts them); the outside's own TSO frames
@@ -623,7 +666,6 @@ fn offloaded_transfers_are_byte_exact_through_the_uplink_and_to_plain_ports() {
         "the container's TAP offers TSO:\n{tso}"
     );
     let _t1_sum = serve_sum(&tap, 9000);
-    let _v1_sum = serve_sum(&veth, 9100);
     std::thread::sleep(Duration::from_millis(300));
 
     assert_eq!(
@@ -643,33 +685,7 @@ fn offloaded_transfers_are_byte_exact_through_the_uplink_and_to_plain_ports() {
         data.sum,
         "outside -> published port on the TAP"
     );
-    assert_eq!(
-        send_for_sum(&tap, &data, "10.246.0.3", 9100),
-        data.sum,
-        "TAP -> veth port"
-    );
-    assert_eq!(
-        send_for_sum(&veth, &data, "10.246.0.2", 9000),
-        data.sum,
-        "veth port -> TAP"
-    );
-
-    let stats = daemon.json(&["stats", "--json"]);
-    let port = stats["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["endpoint"] == "t1/eth0")
-        .unwrap_or_else(|| panic!("no t1/eth0 in {stats}"));
-    let (bytes, packets) = (
-        port["rx_bytes"].as_u64().unwrap(),
-        port["rx_packets"].as_u64().unwrap(),
-    );
-    assert!(
-        bytes / packets.max(1) > 1514,
-        "the TAP handed over TSO frames: {bytes} bytes in {packets} frames"
-    );
-    assert_eq!(port["tx_errors"], 0, "{port}");
+    tap_and_veth_exchange(&daemon, &data, (&tap, "10.246.0.2"), (&veth, "10.246.0.3"));
     assert_eq!(
         uplink_drops(&daemon, "oversized"),
         0,
@@ -710,36 +726,9 @@ fn tso_frames_are_cut_into_segments_for_a_plain_port() {
     ]);
     let features = veth.exec_ok(&["ethtool", "-k", "eth0"]);
     assert!(
-        features.contains("tx-tcp-segmentation: off")
-            && features.contains("tx-checksumming: off"),
+        features.contains("tx-tcp-segmentation: off") && features.contains("tx-checksumming: off"),
         "the plain port's container has TSO and checksum offload off:\n{features}"
     );
     let _t1_sum = serve_sum(&tap, 9000);
-    let _v1_sum = serve_sum(&veth, 9100);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        send_for_sum(&tap, &data, "10.247.0.3", 9100),
-        data.sum,
-        "TAP -> plain veth port"
-    );
-    assert_eq!(
-        send_for_sum(&veth, &data, "10.247.0.2", 9000),
-        data.sum,
-        "plain veth port -> TAP"
-    );
-    let stats = daemon.json(&["stats", "--json"]);
-    let ports = stats["ports"].as_array().unwrap();
-    let port = |name: &str| {
-        ports
-            .iter()
-            .find(|p| p["endpoint"] == name)
-            .unwrap_or_else(|| panic!("no {name} in {stats}"))
-            .clone()
-    };
-    let (t1, v1) = (port("t1/eth0"), port("v1/eth0"));
-    assert!(
-        t1["rx_bytes"].as_u64().unwrap() / t1["rx_packets"].as_u64().unwrap().max(1) > 1514,
-        "the TAP handed over TSO frames: {t1}"
-    );
-    assert_eq!(v1["tx_errors"], 0, "{v1}");
+    tap_and_veth_exchange(&daemon, &data, (&tap, "10.247.0.2"), (&veth, "10.247.0.3"));
 }

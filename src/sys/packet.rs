@@ -25,20 +25,7 @@ pub(crate) fn open_bound(ifindex: u32) -> io::Result<OwnedFd> {
         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         None,
     )?;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local int.
-    let ret = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            SOL_PACKET,
-            PACKET_IGNORE_OUTGOING,
-            (&raw const one).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    set_packet_option(&fd, PACKET_IGNORE_OUTGOING, &(1 as libc::c_int))?;
     let ifindex = i32::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
     // SAFETY: `sockaddr_ll` is plain old data; all-zero is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -73,15 +60,23 @@ pub(crate) fn set_promiscuous(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
     let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
     mreq.mr_ifindex = ifindex;
     mreq.mr_type = PACKET_MR_PROMISC;
-    // SAFETY: setsockopt reads `size_of::<packet_mreq>()` bytes from `mreq`, a live
-    // local of exactly that type.
+    set_packet_option(fd, PACKET_ADD_MEMBERSHIP, &mreq)
+}
+
+/// Sets the `SOL_PACKET` option `name` to `value` (the C type the option expects:
+/// an `int`, a `packet_mreq`).
+fn set_packet_option<T: Copy>(fd: &OwnedFd, name: libc::c_int, value: &T) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(size_of::<T>())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: setsockopt reads `size_of::<T>()` bytes from `value`, a live reference
+    // to a `T`; the callers pass the plain-old-data type that option `name` takes.
     let ret = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             SOL_PACKET,
-            PACKET_ADD_MEMBERSHIP,
-            (&raw const mreq).cast(),
-            size_of::<libc::packet_mreq>() as libc::socklen_t,
+            name,
+            std::ptr::from_ref(value).cast(),
+            len,
         )
     };
     if ret < 0 {
@@ -102,20 +97,7 @@ const PACKET_VNET_HDR_SZ: libc::c_int = 24;
 pub(crate) fn set_vnet_hdr_size(fd: &OwnedFd, size: usize) -> io::Result<()> {
     let size =
         libc::c_int::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local int.
-    let ret = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            SOL_PACKET,
-            PACKET_VNET_HDR_SZ,
-            (&raw const size).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    set_packet_option(fd, PACKET_VNET_HDR_SZ, &size)
 }
 
 /// Whether this kernel takes `PACKET_VNET_HDR_SZ` (tried on a socket that is bound to
