@@ -473,27 +473,8 @@ fn offloaded_tcp_is_byte_exact_at_mtu_1500() {
     if !rootless_ready(test) {
         return;
     }
-    let data = std::env::temp_dir().join(common::unique("tapnet-offload-data"));
-    let mut bytes = vec![0u8; 12_000_000];
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for b in &mut bytes {
-        // xorshift: incompressible enough that a lost or misplaced segment shows.
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = (x >> 24) as u8;
-    }
-    std::fs::write(&data, &bytes).unwrap();
-    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let path = data.to_str().unwrap().to_owned();
-    let sum = {
-        let out = Command::new("sha256sum").arg(&path).output().unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_owned()
-    };
+    let data = common::DataFile::new(12_000_000);
+    let (path, sum) = (data.path().to_owned(), data.sum.clone());
 
     let mut host = Host::new(true, false);
     host.serve(&[
@@ -536,7 +517,6 @@ fn offloaded_tcp_is_byte_exact_at_mtu_1500() {
          echo udp-big: $(head -c 60000 /dev/zero | socat -b 65507 -t 3 - UDP:10.0.2.2:7015 | wc -c)"
     );
     let out = host.run_sh(&["--mtu", "1500", "--ipv6"], &script);
-    let _ = std::fs::remove_file(&data);
     let hi = "98ea6e4f216f2fb4b69fff9b3a44842c38686ca685f3f55dc48c5d3fb1107be4";
     for want in [
         "tcp-segmentation-offload: on".to_owned(),

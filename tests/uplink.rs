@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Daemon, Netns, require_root, unique, wait_for};
+use common::{Daemon, DataFile, Netns, require_root, unique, wait_for};
 
 /// tapnet's address on the outside network, and the outside peer's.
 const UPLINK_IP: &str = "192.0.2.2";
@@ -105,6 +105,15 @@ fn dig(ns: &Netns, server: &str, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A daemon in `host` whose packet uplink is `uplink`, at [`UPLINK_IP`], with `extra`
+/// options.
+fn uplink_daemon(host: &Netns, uplink: &str, extra: &[&str]) -> Daemon {
+    let addr = format!("{UPLINK_IP}/24");
+    let mut args = vec!["--uplink", uplink, "--uplink-ip", &addr];
+    args.extend_from_slice(extra);
+    Daemon::start_full("auto", None, &["ip", "netns", "exec", &host.name], &args)
+}
+
 fn uplink_drops(daemon: &Daemon, reason: &str) -> u64 {
     let stats = daemon.json(&["stats", "--json"]);
     stats["uplink"]["drops"][reason].as_u64().unwrap_or(0)
@@ -135,20 +144,10 @@ fn docker_bridge_topology_through_a_packet_uplink() {
     for subnet in ["10.241.0.0/24", "10.243.0.0/24", "10.245.0.0/24"] {
         outside.exec_ok(&["ip", "route", "add", subnet, "via", UPLINK_IP]);
     }
-    let daemon = Daemon::start_full(
-        "auto",
-        None,
-        &["ip", "netns", "exec", &host.name],
-        &[
-            "--uplink",
-            &uplink,
-            "--uplink-ip",
-            &format!("{UPLINK_IP}/24"),
-            "--uplink-gw",
-            OUTSIDE_IP,
-            "--conntrack-timeout",
-            "udp=8",
-        ],
+    let daemon = uplink_daemon(
+        &host,
+        &uplink,
+        &["--uplink-gw", OUTSIDE_IP, "--conntrack-timeout", "udp=8"],
     );
     let create = |args: &[&str]| {
         let mut full = vec!["network", "create"];
@@ -445,19 +444,7 @@ fn ipv6_is_routed_through_the_uplink() {
         "TCP6-LISTEN:8600,reuseaddr,fork",
         "SYSTEM:read line; echo outside sees $SOCAT_PEERADDR",
     ]);
-    let daemon = Daemon::start_full(
-        "auto",
-        None,
-        &["ip", "netns", "exec", &host.name],
-        &[
-            "--uplink",
-            &uplink,
-            "--uplink-ip",
-            &format!("{UPLINK_IP}/24"),
-            "--uplink-ip6",
-            "2001:db8:1::2/64",
-        ],
-    );
+    let daemon = uplink_daemon(&host, &uplink, &["--uplink-ip6", "2001:db8:1::2/64"]);
     daemon.cli_ok(&[
         "network",
         "create",
@@ -507,43 +494,6 @@ fn ipv6_is_routed_through_the_uplink() {
             .any(|l| l.starts_with("tcp") && l.contains("src=fd00:77::2 dst=2001:db8:1::1")),
         "{listing}"
     );
-}
-
-/// A file of `len` incompressible bytes and its SHA-256, removed on drop.
-struct DataFile {
-    path: PathBuf,
-    sum: String,
-}
-
-impl DataFile {
-    fn new(len: usize) -> Self {
-        use std::os::unix::fs::PermissionsExt;
-        let path = std::env::temp_dir().join(unique("tapnet-uplink-data"));
-        let mut bytes = vec![0u8; len];
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for b in &mut bytes {
-            // xorshift: a lost or misplaced segment changes the sum.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = (x >> 24) as u8;
-        }
-        std::fs::write(&path, &bytes).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let out = common::must("sha256sum", &[path.to_str().unwrap()]);
-        let sum = out.split_whitespace().next().unwrap().to_owned();
-        Self { path, sum }
-    }
-
-    fn path(&self) -> &str {
-        self.path.to_str().unwrap()
-    }
-}
-
-impl Drop for DataFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 /// Sends `data` from `ns` to a `sha256sum` server at `ip:port` and returns its answer.
@@ -631,19 +581,7 @@ fn offloaded_transfers_are_byte_exact_through_the_uplink_and_to_plain_ports() {
         "TCP-LISTEN:8101,reuseaddr,fork",
         &format!("SYSTEM:cat {}", data.path()),
     ]);
-    let daemon = Daemon::start_full(
-        "auto",
-        None,
-        &["ip", "netns", "exec", &host.name],
-        &[
-            "--uplink",
-            &uplink,
-            "--uplink-ip",
-            &format!("{UPLINK_IP}/24"),
-            "--uplink-gw",
-            OUTSIDE_IP,
-        ],
-    );
+    let daemon = uplink_daemon(&host, &uplink, &["--uplink-gw", OUTSIDE_IP]);
     daemon.cli_ok(&["network", "create", "bulk", "--subnet", "10.246.0.0/24"]);
     let (tap, veth) = (Netns::new(), Netns::new());
     let (tap_path, veth_path) = (tap.path(), veth.path());

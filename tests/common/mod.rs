@@ -466,3 +466,40 @@ pub fn link_namespaces(a: &Netns, addr_a: &str, b: &Netns, addr_b: &str) {
     b.exec_ok(&["ip", "link", "set", &end_b, "up"]);
     b.exec_ok(&["ip", "link", "set", "lo", "up"]);
 }
+
+/// A file of `len` incompressible bytes and its SHA-256, removed on drop.
+pub struct DataFile {
+    path: PathBuf,
+    pub sum: String,
+}
+
+impl DataFile {
+    pub fn new(len: usize) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(unique("tapnet-data"));
+        let mut bytes = vec![0u8; len];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for b in &mut bytes {
+            // xorshift: a lost or misplaced segment changes the sum.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = (x >> 24) as u8;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = must("sha256sum", &[path.to_str().unwrap()]);
+        let sum = out.split_whitespace().next().unwrap().to_owned();
+        Self { path, sum }
+    }
+
+    pub fn path(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for DataFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
