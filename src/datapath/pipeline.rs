@@ -377,18 +377,25 @@ impl<H> Pipeline<H> {
         {
             super::drain_wake(link.readiness_fd());
         }
-        self.service(now, writer);
+        self.step_engine(now, true);
+        self.service_queues(now, writer);
     }
 
     /// Moves what waits outside the receive path: steps an inline engine, then moves
     /// packets from the uplink into the networks and frames the router generated.
     /// Call after every batch and when the uplink is readable.
     pub(crate) fn service<W: DirectWrite<H>>(&mut self, now: Instant, writer: &W) {
+        self.step_engine(now, false);
+        self.service_queues(now, writer);
+    }
+
+    /// Steps an inline engine; it collects host socket events only when its fd was
+    /// seen readable (`host_events`), which saves an `epoll_wait` per batch.
+    fn step_engine(&mut self, now: Instant, host_events: bool) {
         if let Some(engine) = self.inline_engine.as_mut() {
-            engine.step();
+            engine.step(host_events);
             self.engine_deadline = engine.timeout().map(|d| now + d);
         }
-        self.service_queues(now, writer);
     }
 
     /// [`Self::service`] without stepping the engine (once per frame is too often).

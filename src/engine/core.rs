@@ -368,8 +368,10 @@ impl EngineLoop {
     }
 
     /// One round without blocking, for an engine run on the datapath thread: host
-    /// socket events, commands, packets from the datapath, timers.
-    pub(super) fn step(&mut self) {
+    /// socket events (only with `host_events`: the datapath saw [`Self::poll_fd`]
+    /// readable; events not collected keep it readable), commands, packets from the
+    /// datapath, timers.
+    pub(super) fn step(&mut self, host_events: bool) {
         thread_local! {
             // epoll events hold a pointer-typed union, so they cannot live in the
             // (Send) engine; one buffer per thread that steps engines.
@@ -377,6 +379,10 @@ impl EngineLoop {
                 std::cell::RefCell::new(Vec::with_capacity(256));
         }
         if self.stop {
+            return;
+        }
+        if !host_events {
+            self.process(&[]);
             return;
         }
         EVENTS.with_borrow_mut(|events| match self.wait(events, Some(Duration::ZERO)) {

@@ -175,10 +175,11 @@ impl InlineEngine {
         self.core.poll_fd()
     }
 
-    /// One non-blocking round: host socket events, commands, the packets the datapath
-    /// queued, timers. What it produces waits in the [`PacketLink`].
-    pub(crate) fn step(&mut self) {
-        self.core.step();
+    /// One non-blocking round: host socket events (when `host_events`: the datapath
+    /// saw [`Self::poll_fd`] readable), commands, the packets the datapath queued,
+    /// timers. What it produces waits in the [`PacketLink`].
+    pub(crate) fn step(&mut self, host_events: bool) {
+        self.core.step(host_events);
     }
 
     /// How long until the engine's next deadline.
