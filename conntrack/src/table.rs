@@ -423,6 +423,16 @@ pub struct Tracked {
     pub state: State,
 }
 
+/// The result of [`Conntrack::track_known`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownFlow {
+    /// What [`Conntrack::track`] would have returned.
+    pub tracked: Tracked,
+    /// The entry's tuple for the other direction: the reply tuple when the packet
+    /// matched the original one, and the other way round.
+    pub other: FlowKey,
+}
+
 /// Event counts since the table was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ConntrackStats {
@@ -671,6 +681,26 @@ impl Conntrack {
         }
     }
 
+    /// Tracks a packet of a flow already in the table, as [`Self::track`] does, and
+    /// returns the result with the entry's other tuple; `None`, and nothing changes,
+    /// when no entry holds `key` (the caller then decides whether to start a flow).
+    ///
+    /// For a NAT or a proxy, whose every packet needs the other tuple: one index
+    /// probe does the work of [`Self::lookup`], [`Self::track`] and [`Self::entry`],
+    /// which would probe three times and copy out the whole entry.
+    #[inline]
+    pub fn track_known(
+        &mut self,
+        now: Instant,
+        key: &FlowKey,
+        tcp: Option<TcpFlags>,
+        len: usize,
+    ) -> Option<KnownFlow> {
+        let it = self.find(key, hash_key(&self.hasher, key))?;
+        let (tracked, other) = self.update(now, item_slot(it), item_dir(it), tcp, len);
+        Some(KnownFlow { tracked, other })
+    }
+
     /// Most packets [`Self::track_burst`] looks up ahead of tracking them.
     pub const BURST: usize = 16;
 
@@ -686,7 +716,7 @@ impl Conntrack {
         len: usize,
     ) -> Result<Tracked, Refused> {
         if let Some(it) = found {
-            return Ok(self.update(now, item_slot(it), item_dir(it), tcp, len));
+            return Ok(self.update(now, item_slot(it), item_dir(it), tcp, len).0);
         }
         let state = match key.proto {
             Proto::Tcp => {
@@ -848,7 +878,8 @@ impl Conntrack {
             .expect("indexed slot holds an entry")
     }
 
-    /// The per-packet path of a known flow.
+    /// The per-packet path of a known flow. Also returns the entry's tuple for the
+    /// other direction, read while the entry is at hand ([`Self::track_known`]).
     #[inline]
     fn update(
         &mut self,
@@ -857,7 +888,7 @@ impl Conntrack {
         dir: Direction,
         tcp: Option<TcpFlags>,
         len: usize,
-    ) -> Tracked {
+    ) -> (Tracked, FlowKey) {
         let generation = self.slots[slot as usize].generation;
         let timeouts = &self.config.timeouts;
         let entry = self.slots[slot as usize]
@@ -958,12 +989,18 @@ impl Conntrack {
         } else if restarted {
             self.unassured.push_back(slot);
         }
-        Tracked {
-            id: FlowId::new(slot, generation),
-            direction: dir,
-            new,
-            state,
-        }
+        // An entry whose tuples are equal is indexed once, as Original: then
+        // keys[1] is that same tuple.
+        let other = entry.keys[1 - dir.index()];
+        (
+            Tracked {
+                id: FlowId::new(slot, generation),
+                direction: dir,
+                new,
+                state,
+            },
+            other,
+        )
     }
 
     /// Creates an entry (not counting any packet). `hash` is the original key's hash
