@@ -697,7 +697,12 @@ impl Conntrack {
         len: usize,
     ) -> Option<KnownFlow> {
         let it = self.find(key, hash_key(&self.hasher, key))?;
-        let (tracked, other) = self.update(now, item_slot(it), item_dir(it), tcp, len);
+        let (slot, dir) = (item_slot(it), item_dir(it));
+        // The packet matched one tuple; the other is at the other index (an entry
+        // whose tuples are equal is indexed once, as Original, and keys[1] is that
+        // same tuple). `update` leaves the keys alone, so read it first.
+        let other = self.live(slot).keys[1 - dir.index()];
+        let tracked = self.update(now, slot, dir, tcp, len);
         Some(KnownFlow { tracked, other })
     }
 
@@ -716,7 +721,7 @@ impl Conntrack {
         len: usize,
     ) -> Result<Tracked, Refused> {
         if let Some(it) = found {
-            return Ok(self.update(now, item_slot(it), item_dir(it), tcp, len).0);
+            return Ok(self.update(now, item_slot(it), item_dir(it), tcp, len));
         }
         let state = match key.proto {
             Proto::Tcp => {
@@ -871,6 +876,14 @@ impl Conntrack {
     }
 
     #[inline]
+    fn live(&self, slot: u32) -> &Entry {
+        self.slots[slot as usize]
+            .entry
+            .as_ref()
+            .expect("indexed slot holds an entry")
+    }
+
+    #[inline]
     fn live_mut(&mut self, slot: u32) -> &mut Entry {
         self.slots[slot as usize]
             .entry
@@ -878,8 +891,7 @@ impl Conntrack {
             .expect("indexed slot holds an entry")
     }
 
-    /// The per-packet path of a known flow. Also returns the entry's tuple for the
-    /// other direction, read while the entry is at hand ([`Self::track_known`]).
+    /// The per-packet path of a known flow.
     #[inline]
     fn update(
         &mut self,
@@ -888,7 +900,7 @@ impl Conntrack {
         dir: Direction,
         tcp: Option<TcpFlags>,
         len: usize,
-    ) -> (Tracked, FlowKey) {
+    ) -> Tracked {
         let generation = self.slots[slot as usize].generation;
         let timeouts = &self.config.timeouts;
         let entry = self.slots[slot as usize]
@@ -989,18 +1001,12 @@ impl Conntrack {
         } else if restarted {
             self.unassured.push_back(slot);
         }
-        // An entry whose tuples are equal is indexed once, as Original: then
-        // keys[1] is that same tuple.
-        let other = entry.keys[1 - dir.index()];
-        (
-            Tracked {
-                id: FlowId::new(slot, generation),
-                direction: dir,
-                new,
-                state,
-            },
-            other,
-        )
+        Tracked {
+            id: FlowId::new(slot, generation),
+            direction: dir,
+            new,
+            state,
+        }
     }
 
     /// Creates an entry (not counting any packet). `hash` is the original key's hash
