@@ -891,8 +891,11 @@ impl Conntrack {
             .expect("indexed slot holds an entry")
     }
 
-    /// The per-packet path of a known flow.
-    #[inline]
+    /// The per-packet path of a known flow. Always inlined: with several callers
+    /// (`track`, `track_burst`, `track_known`) the compiler kept it out of line, and
+    /// the call and its result passed through memory cost about 3 ns of 24 per
+    /// packet at 1k flows.
+    #[inline(always)]
     fn update(
         &mut self,
         now: Instant,
