@@ -56,7 +56,7 @@ mod unassured;
 
 pub use table::{
     CAPACITY_MAX, Conntrack, ConntrackConfig, ConntrackStats, Counters, Direction, EntryInfo,
-    FlowId, PREALLOCATE_MAX, Refused, State, TcpFlags, Timeouts, Tracked,
+    FlowId, KnownFlow, PREALLOCATE_MAX, Refused, State, TcpFlags, Timeouts, Tracked,
 };
 pub use tapnet_wire::Instant;
 

@@ -341,37 +341,16 @@ impl Nat {
             Transport::Tcp(flags) => Some(flags),
             _ => None,
         };
-        let verdict = if let Some((id, _)) = self.conntrack.lookup(&key) {
-            // A known flow: count it (state, timeout), translate to the other tuple.
-            let _ = self.conntrack.track(now, &key, tcp, p.total);
-            self.translate_known(now, id, &key, packet, &p)
+        // A known flow: `track_known` counts the packet (state, timeout) and hands
+        // back the entry's other tuple in one probe of the table; the packet leaves as
+        // that tuple reversed, into its zone.
+        let verdict = if let Some(known) = self.conntrack.track_known(now, &key, tcp, p.total) {
+            packet::rewrite(packet, &p, &known.other.reversed());
+            self.egress(known.other.zone)
         } else {
             self.new_flow(now, key, tcp, packet, &p, inbound)
         };
         self.verdict(verdict)
-    }
-
-    /// Rewrites a packet of a tracked flow: it matched one tuple of the entry, and
-    /// leaves as the other tuple reversed, into the other tuple's zone.
-    fn translate_known(
-        &self,
-        now: Instant,
-        id: tapnet_conntrack::FlowId,
-        key: &FlowKey,
-        packet: &mut [u8],
-        p: &Ipv4Packet,
-    ) -> NatVerdict {
-        let Some(entry) = self.conntrack.entry(id, now) else {
-            return NatVerdict::Drop(DropReason::NoMapping);
-        };
-        let other = if entry.original == *key {
-            entry.reply
-        } else {
-            entry.original
-        };
-        let to = other.reversed();
-        packet::rewrite(packet, p, &to);
-        self.egress(other.zone)
     }
 
     fn new_flow(
