@@ -534,7 +534,6 @@ impl Daemon {
             PortKind::Tap if config.offload => PortIo::TapOffload {
                 fd,
                 mtu: config.mtu,
-                raise_mss: false,
             },
             PortKind::Tap => PortIo::Tap(fd),
             PortKind::Veth if config.offload => PortIo::PacketOffload {

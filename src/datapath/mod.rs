@@ -70,13 +70,7 @@ pub(crate) enum PortIo {
     Packet(OwnedFd),
     /// A TAP opened with IFF_VNET_HDR and checksum/segmentation offload
     /// (`Tap::enable_offload`), on a network of MTU `mtu` (see [`offload`]).
-    /// `raise_mss`: the network's only other member is the gateway (the rootless
-    /// stack), whose engine then sends 64 KiB segments.
-    TapOffload {
-        fd: OwnedFd,
-        mtu: u32,
-        raise_mss: bool,
-    },
+    TapOffload { fd: OwnedFd, mtu: u32 },
     /// An AF_PACKET socket as [`Self::Packet`], with a `virtio_net_hdr` before every
     /// frame (`PACKET_VNET_HDR_SZ`): frames come and go as the kernel holds them, TSO
     /// with partial checksums included. `mtu`: the interface's.

@@ -15,10 +15,9 @@
 //! port, and a TSO frame is cut into segments only there
 //! ([`tapnet_wire::vnet::segment_tcp`]).
 //!
-//! On the rootless stack's TAP, whose only peer is the engine behind the gateway,
-//! [`rx_prepare`] also raises the MSS of TCP SYNs so that the engine sends 64 KiB
-//! segments too; frames that the pipeline builds get a TSO header from
-//! ([`Framing::tx_header`]).
+//! A station's TCP SYN towards the host-socket engine behind the gateway gets a raised
+//! MSS ([`raise_mss_towards_engine`]), so that the engine sends 64 KiB segments too;
+//! frames that the pipeline builds get a TSO header from [`Framing::tx_header`].
 
 use std::io::IoSlice;
 use std::ops::Range;
@@ -31,8 +30,9 @@ use super::PortIo;
 /// Bytes in front of every frame in a receive buffer.
 pub(crate) const HEADROOM: usize = vnet::HDR_LEN;
 
-/// The MSS announced to the engine in place of the standard one on an offload port:
-/// the engine then sends segments of up to this many bytes (one TSO packet each).
+/// The MSS announced to the engine in place of the standard one by a station on an
+/// offload port: the engine then sends segments of up to this many bytes, which the
+/// port takes as one TSO frame each.
 const RAISED_MSS: u16 = 65000;
 
 /// How a port's fd frames packets.
@@ -41,22 +41,16 @@ pub(crate) enum Framing {
     /// One Ethernet frame per read or write.
     Plain,
     /// A 12-byte `virtio_net_hdr_v1` before every frame; the network's MTU (what the
-    /// container's interface uses) sizes the segments of TSO frames. `raise_mss`: the
-    /// port's only peer is the engine (see [`rx_prepare`]).
-    Vnet { mtu: usize, raise_mss: bool },
+    /// container's interface uses) sizes the segments of TSO frames.
+    Vnet { mtu: usize },
 }
 
 impl Framing {
     pub(crate) fn of(io: &PortIo) -> Self {
         match io {
             PortIo::Tap(_) | PortIo::Packet(_) => Self::Plain,
-            PortIo::TapOffload { mtu, raise_mss, .. } => Self::Vnet {
+            PortIo::TapOffload { mtu, .. } | PortIo::PacketOffload { mtu, .. } => Self::Vnet {
                 mtu: usize::try_from(*mtu).unwrap_or(1500),
-                raise_mss: *raise_mss,
-            },
-            PortIo::PacketOffload { mtu, .. } => Self::Vnet {
-                mtu: usize::try_from(*mtu).unwrap_or(1500),
-                raise_mss: false,
             },
         }
     }
@@ -164,17 +158,14 @@ pub(crate) struct Offload {
 }
 
 impl Offload {
-    /// From a received header; `None` when it says nothing (a plain frame).
-    pub(crate) fn of(hdr: &VnetHdr) -> Option<Self> {
-        let csum =
-            (hdr.flags & vnet::F_NEEDS_CSUM != 0).then_some((hdr.csum_start, hdr.csum_offset));
-        let gso = hdr.is_gso().then_some((hdr.gso_type, hdr.gso_size));
-        let data_valid = hdr.flags & vnet::F_DATA_VALID != 0;
-        (csum.is_some() || gso.is_some() || data_valid).then_some(Self {
-            csum,
-            gso,
-            data_valid,
-        })
+    /// From a received header (a frame from a port without one has no `Offload`).
+    pub(crate) fn of(hdr: &VnetHdr) -> Self {
+        Self {
+            csum: (hdr.flags & vnet::F_NEEDS_CSUM != 0)
+                .then_some((hdr.csum_start, hdr.csum_offset)),
+            gso: hdr.is_gso().then_some((hdr.gso_type, hdr.gso_size)),
+            data_valid: hdr.flags & vnet::F_DATA_VALID != 0,
+        }
     }
 
     /// `self` if `frame` is still a TCP or UDP packet whose checksum field lies where
@@ -252,6 +243,21 @@ impl Offload {
     }
 }
 
+/// For a frame from an offload port that goes to the host-socket engine: raises the
+/// MSS of a TCP SYN (or SYN-ACK) that announces the standard one for the network's
+/// `mtu`, so that the engine sends segments of up to 64 KiB, which the port takes as
+/// TSO frames. A smaller MSS (chosen for a reason of the station's own) stays.
+pub(crate) fn raise_mss_towards_engine(frame: &mut [u8], offload: Offload, mtu: u32) {
+    let standard =
+        |ip_and_tcp: u32| u16::try_from(mtu.saturating_sub(ip_and_tcp)).unwrap_or(u16::MAX);
+    let (v4, v6) = (standard(40), standard(60));
+    if offload.csum.is_some() {
+        vnet::raise_syn_mss_partial(frame, v4, v6, RAISED_MSS);
+    } else {
+        vnet::raise_syn_mss(frame, v4, v6, RAISED_MSS);
+    }
+}
+
 /// Completes the partial checksum of `frame` (the pipeline's copy) if `offload` has
 /// one, for writing to a port without offload; returns what describes it afterwards.
 pub(crate) fn finish_offload_checksum(
@@ -301,9 +307,8 @@ pub(crate) fn finish_checksum(buf: &mut [u8], rx: &mut RxFrame) {
 }
 
 /// Prepares a buffer into which `n` bytes were read at `framing.read_offset()`: the
-/// header in front is made valid for writing to an offload port and a SYN's MSS is
-/// raised; a partial checksum is left for [`finish_checksum`]. `None`: drop the frame
-/// (malformed header).
+/// header in front is made valid for writing to an offload port; a partial checksum is
+/// left for [`finish_checksum`]. `None`: drop the frame (malformed header).
 pub(crate) fn rx_prepare(framing: Framing, buf: &mut [u8], n: usize) -> Option<RxFrame> {
     match framing {
         Framing::Plain => {
@@ -315,7 +320,7 @@ pub(crate) fn rx_prepare(framing: Framing, buf: &mut [u8], n: usize) -> Option<R
                 offload: None,
             })
         }
-        Framing::Vnet { mtu, raise_mss } => {
+        Framing::Vnet { .. } => {
             let len = n.checked_sub(HEADROOM)?;
             let mut hdr = VnetHdr::parse(buf)?;
             let frame = buf.get_mut(HEADROOM..HEADROOM + len)?;
@@ -328,24 +333,13 @@ pub(crate) fn rx_prepare(framing: Framing, buf: &mut [u8], n: usize) -> Option<R
             } else {
                 None
             };
-            let standard = |ip_and_tcp: usize| {
-                u16::try_from(mtu.saturating_sub(ip_and_tcp)).unwrap_or(u16::MAX)
-            };
-            let (v4, v6) = (standard(40), standard(60));
-            if raise_mss {
-                if partial_csum.is_some() {
-                    vnet::raise_syn_mss_partial(frame, v4, v6, RAISED_MSS);
-                } else {
-                    vnet::raise_syn_mss(frame, v4, v6, RAISED_MSS);
-                }
-            }
             hdr.num_buffers = 0;
             buf[..HEADROOM].copy_from_slice(&hdr.to_bytes());
             Some(RxFrame {
                 len,
                 gso: hdr.is_gso(),
                 partial_csum,
-                offload: Offload::of(&hdr),
+                offload: Some(Offload::of(&hdr)),
             })
         }
     }
@@ -370,10 +364,7 @@ mod tests {
         );
         assert_eq!(&buf[..HEADROOM], &[0; HEADROOM]);
         assert_eq!(Framing::Plain.tx_range(rx), Some(HEADROOM..HEADROOM + 40));
-        let vnet = Framing::Vnet {
-            mtu: 1500,
-            raise_mss: true,
-        };
+        let vnet = Framing::Vnet { mtu: 1500 };
         assert_eq!(vnet.tx_range(rx), Some(0..HEADROOM + 40));
         assert_eq!(Framing::Plain.read_offset(), HEADROOM);
         assert_eq!(vnet.read_offset(), 0);
@@ -381,10 +372,7 @@ mod tests {
 
     #[test]
     fn tso_frames_go_to_offload_ports_only() {
-        let vnet = Framing::Vnet {
-            mtu: 1500,
-            raise_mss: true,
-        };
+        let vnet = Framing::Vnet { mtu: 1500 };
         let mut buf = vec![0u8; 200];
         let hdr = VnetHdr {
             gso_type: vnet::GSO_TCPV4,
@@ -423,10 +411,7 @@ mod tests {
 
     #[test]
     fn partial_checksums_are_finished_before_a_write() {
-        let vnet = Framing::Vnet {
-            mtu: 1500,
-            raise_mss: true,
-        };
+        let vnet = Framing::Vnet { mtu: 1500 };
         // A UDP datagram 10.0.2.100 -> 10.0.2.2 whose checksum field holds the
         // pseudo-header sum, as the container's kernel hands it over.
         let mut buf = vec![0u8; HEADROOM + 14 + 20 + 8 + 4];
@@ -477,7 +462,7 @@ mod tests {
 
     #[test]
     fn offload_state_follows_the_received_header() {
-        assert_eq!(Offload::of(&VnetHdr::default()), None);
+        assert_eq!(Offload::of(&VnetHdr::default()), Offload::default());
         let hdr = VnetHdr {
             flags: vnet::F_NEEDS_CSUM,
             gso_type: vnet::GSO_TCPV4,
@@ -486,7 +471,7 @@ mod tests {
             csum_offset: 16,
             ..VnetHdr::default()
         };
-        let offload = Offload::of(&hdr).unwrap();
+        let offload = Offload::of(&hdr);
         assert_eq!(offload.segment(), Some(1448));
         assert_eq!(offload.l4_field(), Some((20, 16)));
         // Written out again: the same checksum request, a header length hint up to
@@ -504,10 +489,7 @@ mod tests {
             (vnet::F_NEEDS_CSUM, vnet::GSO_TCPV4, 1448, 34, 16)
         );
         assert_eq!(out.hdr_len, 54);
-        let framing = Framing::Vnet {
-            mtu: 1500,
-            raise_mss: false,
-        };
+        let framing = Framing::Vnet { mtu: 1500 };
         assert_eq!(
             framing.tx_header(&frame, Some(offload)),
             Some(out.to_bytes())

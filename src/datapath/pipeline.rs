@@ -310,6 +310,17 @@ impl<H> Pipeline<H> {
                     self.service_queues(now, writer);
                     return;
                 }
+                // To the host-socket engine.
+                let mtu = self
+                    .router
+                    .as_ref()
+                    .and_then(|r| r.network(net))
+                    .map(|n| n.mtu);
+                if let (Some(offload), Some(mtu)) = (offload, mtu)
+                    && let Some(frame) = self.scratch.get_mut(packet.start - 14..packet.end)
+                {
+                    offload::raise_mss_towards_engine(frame, offload, mtu);
+                }
                 let sent = match (&self.uplink, self.scratch.get(packet)) {
                     (Some(link), Some(packet)) => link.send(net, packet),
                     _ => false,

@@ -298,7 +298,6 @@ impl Stack {
             PortIo::TapOffload {
                 fd: tap,
                 mtu: self.config.mtu,
-                raise_mss: true,
             }
         } else {
             PortIo::Tap(tap)
