@@ -25,17 +25,25 @@
 //! cannot be made to share a home and degrade probing.
 
 /// Eight words: one cache line.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C, align(64))]
-struct Line([u64; WORDS_PER_LINE]);
-
 const WORDS_PER_LINE: usize = 8;
+
+/// A zeroed buffer of `words` words whose word `base` starts a cache line: (buffer,
+/// base). `vec![0; n]` is allocated zeroed (`calloc`), so the kernel maps its pages only
+/// when probes first touch them, and a large idle table costs no resident memory
+/// (a `Vec` of 64-byte-aligned line structs would be written out element by element).
+fn zeroed_words(words: usize) -> (Vec<u64>, usize) {
+    let buf = vec![0u64; words + WORDS_PER_LINE - 1];
+    let past_line_start = (buf.as_ptr().addr() / size_of::<u64>()) % WORDS_PER_LINE;
+    (buf, (WORDS_PER_LINE - past_line_start) % WORDS_PER_LINE)
+}
 
 /// The index: items (`u32`, below `u32::MAX`) by 64-bit hash.
 #[derive(Debug)]
 pub(crate) struct Index {
-    lines: Vec<Line>,
-    /// Number of words: `lines.len() * 8`.
+    /// The words, from `base` on (see [`zeroed_words`]).
+    buf: Vec<u64>,
+    base: usize,
+    /// Number of words: a multiple of a cache line's.
     words: usize,
     len: usize,
     /// Bumped by every change: an item found before is still where `find` would
@@ -46,10 +54,12 @@ pub(crate) struct Index {
 impl Index {
     /// An empty index that holds `capacity` items without growing.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let lines = (2 * capacity.max(1)).div_ceil(WORDS_PER_LINE);
+        let words = (2 * capacity.max(1)).div_ceil(WORDS_PER_LINE) * WORDS_PER_LINE;
+        let (buf, base) = zeroed_words(words);
         Self {
-            lines: vec![Line::default(); lines],
-            words: lines * WORDS_PER_LINE,
+            buf,
+            base,
+            words,
             len: 0,
             epoch: 0,
         }
@@ -170,22 +180,25 @@ impl Index {
     /// Doubles the table (beyond the reserved capacity only), rehoming every word.
     #[cold]
     fn grow(&mut self) {
-        let lines = std::mem::take(&mut self.lines);
-        self.lines = vec![Line::default(); 2 * lines.len()];
-        self.words = self.lines.len() * WORDS_PER_LINE;
-        for word in lines.iter().flat_map(|line| line.0).filter(|&w| w != 0) {
+        let (old, old_base, old_words) = (std::mem::take(&mut self.buf), self.base, self.words);
+        self.words = 2 * old_words;
+        (self.buf, self.base) = zeroed_words(self.words);
+        for &word in old[old_base..old_base + old_words]
+            .iter()
+            .filter(|&&w| w != 0)
+        {
             self.place(word);
         }
     }
 
     #[inline]
     fn word(&self, at: usize) -> u64 {
-        self.lines[at / WORDS_PER_LINE].0[at % WORDS_PER_LINE]
+        self.buf[self.base + at]
     }
 
     #[inline]
     fn set(&mut self, at: usize, word: u64) {
-        self.lines[at / WORDS_PER_LINE].0[at % WORDS_PER_LINE] = word;
+        self.buf[self.base + at] = word;
     }
 
     #[inline]
