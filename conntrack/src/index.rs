@@ -266,7 +266,7 @@ mod tests {
             state ^= state >> 7;
             state ^= state << 17;
             let hash = (state % 5) << 62 | (state % 3) << 32;
-            if state % 3 == 0 && !model.is_empty() {
+            if state.is_multiple_of(3) && !model.is_empty() {
                 let (h, item) = model.swap_remove((state as usize / 3) % model.len());
                 assert!(index.remove(h, item));
                 assert!(!index.remove(h, item));

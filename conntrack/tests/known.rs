@@ -26,7 +26,7 @@ fn packet(n: u8, flags: u8) -> (FlowKey, Option<TcpFlags>, usize) {
         dst_port: if proto == Proto::IcmpEcho { 40000 } else { 80 },
     };
     let key = if n & 0x80 != 0 { key.reversed() } else { key };
-    let tcp = (proto == Proto::Tcp).then(|| TcpFlags {
+    let tcp = (proto == Proto::Tcp).then_some(TcpFlags {
         fin: flags & 1 != 0,
         syn: flags & 2 != 0,
         rst: flags & 4 != 0,
