@@ -444,6 +444,17 @@ fn ipv6_is_routed_through_the_uplink() {
         "TCP6-LISTEN:8600,reuseaddr,fork",
         "SYSTEM:read line; echo outside sees $SOCAT_PEERADDR",
     ]);
+    let data = DataFile::new(12_000_000);
+    let _sum = outside.spawn(&[
+        "socat",
+        "TCP6-LISTEN:8601,reuseaddr,fork",
+        "SYSTEM:sha256sum",
+    ]);
+    let _cat = outside.spawn(&[
+        "socat",
+        "TCP6-LISTEN:8602,reuseaddr,fork",
+        &format!("SYSTEM:cat {}", data.path()),
+    ]);
     let daemon = uplink_daemon(&host, &uplink, &["--uplink-ip6", "2001:db8:1::2/64"]);
     daemon.cli_ok(&[
         "network",
@@ -485,6 +496,23 @@ fn ipv6_is_routed_through_the_uplink() {
         ask(&container, "TCP6:[2001:db8:1::1]:8600,connect-timeout=2"),
         "outside sees [fd00:0077:0000:0000:0000:0000:0000:0002]"
     );
+    // Bulk both ways: the container's TSO frames over IPv6 leave in one write each,
+    // the outside's come in whole (offload on both sides), byte-exact.
+    assert_eq!(
+        send_for_sum(&container, &data, "2001:db8:1::1", 8601),
+        data.sum,
+        "container -> outside over IPv6"
+    );
+    let fetched = container.exec_ok(&[
+        "sh",
+        "-c",
+        "socat -u TCP6:[2001:db8:1::1]:8602,connect-timeout=3 - | sha256sum",
+    ]);
+    assert_eq!(
+        fetched.split_whitespace().next(),
+        Some(data.sum.as_str()),
+        "outside -> container over IPv6"
+    );
     assert_eq!(ask(&outside, "TCP6:[fd00:77::2]:80,connect-timeout=2"), "");
     assert!(uplink_drops(&daemon, "unsolicited_ipv6") > 0);
     let listing = daemon.cli_ok(&["conntrack"]);
@@ -496,12 +524,15 @@ fn ipv6_is_routed_through_the_uplink() {
     );
 }
 
-/// Sends `data` from `ns` to a `sha256sum` server at `ip:port` and returns its answer.
+/// Sends `data` from `ns` to a `sha256sum` server at `ip:port` (IPv4 or IPv6) and
+/// returns its answer.
 fn send_for_sum(ns: &Netns, data: &DataFile, ip: &str, port: u16) -> String {
-    let script = format!(
-        "socat -t 20 - TCP:{ip}:{port},connect-timeout=3 < {}",
-        data.path()
-    );
+    let target = if ip.contains(':') {
+        format!("TCP6:[{ip}]:{port}")
+    } else {
+        format!("TCP:{ip}:{port}")
+    };
+    let script = format!("socat -t 20 - {target},connect-timeout=3 < {}", data.path());
     let out = ns.exec(&["sh", "-c", &script]);
     let answer = String::from_utf8_lossy(&out.stdout);
     answer.split_whitespace().next().unwrap_or("").to_owned()
