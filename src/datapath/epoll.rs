@@ -244,12 +244,9 @@ impl EpollLoop {
             let frame = &self.rx_buf[HEADROOM..HEADROOM + rx.len];
             self.pipeline
                 .handle_rx(now, port, frame, rx.offload, &mut self.egress, &self.io);
-            let to_plain = self.egress.ports().iter().any(|out| {
-                self.pipeline
-                    .port(*out)
-                    .is_some_and(|t| !t.io.framing.takes_offload())
-            });
-            if to_plain {
+            if rx.has_partial_checksum()
+                && self.pipeline.egress_without_offload(&self.egress, &self.io)
+            {
                 offload::finish_checksum(&mut self.rx_buf, &mut rx);
             }
             for &out in self.egress.ports() {

@@ -73,7 +73,7 @@ impl Framing {
     /// if the frame cannot go there (a TSO frame to a plain port).
     pub(crate) fn tx_range(self, rx: RxFrame) -> Option<Range<usize>> {
         match self {
-            Self::Plain if rx.gso => None,
+            Self::Plain if rx.is_tso() => None,
             Self::Plain => Some(HEADROOM..HEADROOM + rx.len),
             Self::Vnet { .. } => Some(0..HEADROOM + rx.len),
         }
@@ -224,22 +224,24 @@ impl Offload {
         if let Some((gso_type, gso_size)) = self.gso {
             hdr.gso_type = gso_type;
             hdr.gso_size = gso_size;
-            // A hint of how much to copy into every segment: up to the TCP payload.
-            let tcp = usize::from(hdr.csum_start);
-            let doff = frame.get(tcp + 12).map_or(20, |b| usize::from(b >> 4) * 4);
-            hdr.hdr_len = u16::try_from(tcp + doff).unwrap_or(0);
+            // A hint of how much to copy into every segment: up to the TCP payload,
+            // whose header starts at `csum_start` (0, no hint, when that is unknown).
+            if let Some((tcp, _)) = self.csum {
+                let tcp = usize::from(tcp);
+                let doff = frame.get(tcp + 12).map_or(20, |b| usize::from(b >> 4) * 4);
+                hdr.hdr_len = u16::try_from(tcp + doff).unwrap_or(0);
+            }
         }
         hdr
     }
 
     /// A partial checksum completed: the field is final, the data as the sender made it.
-    fn completed(self) -> Option<Self> {
-        let done = Self {
+    fn completed(self) -> Self {
+        Self {
             csum: None,
             data_valid: true,
             ..self
-        };
-        Some(done)
+        }
     }
 }
 
@@ -269,35 +271,42 @@ pub(crate) fn finish_offload_checksum(
         return Some(offload);
     };
     vnet::complete_checksum(frame, usize::from(start), usize::from(offset));
-    offload.completed()
+    Some(offload.completed())
 }
 
 /// A received frame at `buf[HEADROOM..HEADROOM + len]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RxFrame {
     pub(crate) len: usize,
-    /// A TSO frame (longer than one segment on the wire).
-    pub(crate) gso: bool,
-    /// The TCP/UDP checksum is partial (`F_NEEDS_CSUM`, the header's `csum_start` and
-    /// `csum_offset`, checked to be in range): [`finish_checksum`] completes it before
-    /// the frame is written to a plain port. The gateway's side (router, engine) does
-    /// not verify TCP/UDP checksums, so frames for it skip that pass over the payload.
-    pub(crate) partial_csum: Option<(u16, u16)>,
-    /// What the header said, for the pipeline (`None` on a plain port).
+    /// What the header said (`None` on a plain port). A partial checksum (offsets
+    /// checked to be in range) is completed by [`finish_checksum`] only before the
+    /// frame is written to a plain port: the gateway's side (router, engine) does not
+    /// verify TCP/UDP checksums, so frames for it skip that pass over the payload.
     pub(crate) offload: Option<Offload>,
 }
 
-/// Completes a partial checksum in a received buffer (see [`RxFrame::partial_csum`])
+impl RxFrame {
+    /// A TSO frame (longer than one segment on the wire).
+    pub(crate) fn is_tso(self) -> bool {
+        self.offload.is_some_and(|o| o.gso.is_some())
+    }
+
+    /// Its checksum is partial.
+    pub(crate) fn has_partial_checksum(self) -> bool {
+        self.offload.is_some_and(|o| o.csum.is_some())
+    }
+}
+
+/// Completes a partial checksum in a received buffer (see [`RxFrame::offload`])
 /// and marks the header in front accordingly. Call before writing the buffer out.
 pub(crate) fn finish_checksum(buf: &mut [u8], rx: &mut RxFrame) {
-    let Some((start, offset)) = rx.partial_csum.take() else {
+    if !rx.has_partial_checksum() {
         return;
-    };
-    rx.offload = rx.offload.and_then(Offload::completed);
+    }
     let Some(frame) = buf.get_mut(HEADROOM..HEADROOM + rx.len) else {
         return;
     };
-    vnet::complete_checksum(frame, usize::from(start), usize::from(offset));
+    rx.offload = finish_offload_checksum(frame, rx.offload);
     if let Some(mut hdr) = VnetHdr::parse(buf) {
         hdr.flags = vnet::F_DATA_VALID;
         hdr.csum_start = 0;
@@ -315,8 +324,6 @@ pub(crate) fn rx_prepare(framing: Framing, buf: &mut [u8], n: usize) -> Option<R
             buf.get_mut(..HEADROOM)?.fill(0);
             (n <= buf.len() - HEADROOM).then_some(RxFrame {
                 len: n,
-                gso: false,
-                partial_csum: None,
                 offload: None,
             })
         }
@@ -324,21 +331,14 @@ pub(crate) fn rx_prepare(framing: Framing, buf: &mut [u8], n: usize) -> Option<R
             let len = n.checked_sub(HEADROOM)?;
             let mut hdr = VnetHdr::parse(buf)?;
             let frame = buf.get_mut(HEADROOM..HEADROOM + len)?;
-            let partial_csum = if hdr.flags & vnet::F_NEEDS_CSUM != 0 {
-                let field = usize::from(hdr.csum_start) + usize::from(hdr.csum_offset);
-                if field + 2 > frame.len() {
-                    return None;
-                }
-                Some((hdr.csum_start, hdr.csum_offset))
-            } else {
-                None
-            };
+            let field = usize::from(hdr.csum_start) + usize::from(hdr.csum_offset);
+            if hdr.flags & vnet::F_NEEDS_CSUM != 0 && field + 2 > frame.len() {
+                return None;
+            }
             hdr.num_buffers = 0;
             buf[..HEADROOM].copy_from_slice(&hdr.to_bytes());
             Some(RxFrame {
                 len,
-                gso: hdr.is_gso(),
-                partial_csum,
                 offload: Some(Offload::of(&hdr)),
             })
         }
@@ -357,8 +357,6 @@ mod tests {
             rx,
             RxFrame {
                 len: 40,
-                gso: false,
-                partial_csum: None,
                 offload: None,
             }
         );
@@ -386,8 +384,6 @@ mod tests {
             rx,
             RxFrame {
                 len: 138,
-                gso: true,
-                partial_csum: None,
                 offload: Some(Offload {
                     gso: Some((vnet::GSO_TCPV4, 1448)),
                     ..Offload::default()
@@ -439,9 +435,9 @@ mod tests {
         buf[..HEADROOM].copy_from_slice(&hdr.to_bytes());
         let n = buf.len();
         let mut rx = rx_prepare(vnet, &mut buf, n).unwrap();
-        assert_eq!(rx.partial_csum, Some((34, 6)));
+        assert_eq!(rx.offload.and_then(|o| o.csum), Some((34, 6)));
         finish_checksum(&mut buf, &mut rx);
-        assert_eq!(rx.partial_csum, None);
+        assert_eq!(rx.offload.and_then(|o| o.csum), None);
         let l4 = &buf[ip + 20..];
         assert_eq!(
             tapnet_wire::ip::l4_checksum([10, 0, 2, 100].into(), [10, 0, 2, 2].into(), 17, l4),

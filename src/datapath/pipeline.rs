@@ -311,12 +311,12 @@ impl<H> Pipeline<H> {
                     return;
                 }
                 // To the host-socket engine.
-                let mtu = self
-                    .router
-                    .as_ref()
-                    .and_then(|r| r.network(net))
-                    .map(|n| n.mtu);
-                if let (Some(offload), Some(mtu)) = (offload, mtu)
+                if let Some(offload) = offload
+                    && let Some(mtu) = self
+                        .router
+                        .as_ref()
+                        .and_then(|r| r.network(net))
+                        .map(|n| n.mtu)
                     && let Some(frame) = self.scratch.get_mut(packet.start - 14..packet.end)
                 {
                     offload::raise_mss_towards_engine(frame, offload, mtu);
@@ -358,13 +358,8 @@ impl<H> Pipeline<H> {
             Verdict::Flood(outs) => self.inject_egress.ports.extend_from_slice(outs),
             Verdict::Drop(reason) => tracing::trace!(?port, ?reason, "drop injected frame"),
         }
-        let partial = offload.is_some_and(|o| o.csum.is_some());
-        if partial
-            && self.inject_egress.ports.iter().any(|out| {
-                self.ports
-                    .get(out)
-                    .is_some_and(|e| !writer.takes_offload(&e.io))
-            })
+        if offload.is_some_and(|o| o.csum.is_some())
+            && Self::any_without_offload(&self.ports, &self.inject_egress.ports, writer)
         {
             offload = offload::finish_offload_checksum(frame, offload);
         }
@@ -378,6 +373,27 @@ impl<H> Pipeline<H> {
                 tracing::trace!(?out, errno, "direct write failed");
             }
         }
+    }
+
+    /// Whether one of `egress` takes no partial checksums (a plain port): a frame with
+    /// one must have it completed before it is written to them all.
+    fn any_without_offload<W: DirectWrite<H>>(
+        ports: &PortMap<H>,
+        egress: &[PortId],
+        writer: &W,
+    ) -> bool {
+        egress
+            .iter()
+            .any(|out| ports.get(out).is_some_and(|e| !writer.takes_offload(&e.io)))
+    }
+
+    /// [`Self::any_without_offload`] for a received frame's egress ports.
+    pub(crate) fn egress_without_offload<W: DirectWrite<H>>(
+        &self,
+        egress: &Egress,
+        writer: &W,
+    ) -> bool {
+        Self::any_without_offload(&self.ports, &egress.ports, writer)
     }
 
     /// The uplink's fd was readable: resets it (the link's eventfd; an inline engine's

@@ -477,13 +477,8 @@ impl UringLoop {
         };
         self.pipeline
             .handle_rx(now, port, frame, rx.offload, &mut self.egress, &self.io);
-        let to_plain = self.egress.ports().iter().any(|out| {
-            self.pipeline
-                .port(*out)
-                .is_some_and(|t| !t.io.framing.takes_offload())
-        });
-        if rx.partial_csum.is_some()
-            && to_plain
+        if rx.has_partial_checksum()
+            && self.pipeline.egress_without_offload(&self.egress, &self.io)
             && let Some(b) = self.io.ring.buf_mut(buf)
         {
             offload::finish_checksum(b, &mut rx);

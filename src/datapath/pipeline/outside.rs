@@ -516,9 +516,9 @@ impl<H> Pipeline<H> {
         match with_partial_checksum(ip, offload, |ip| nat.handle_outbound(now, zone, ip)) {
             NatVerdict::ToUplink => self.send_outside(now, packet, offload, writer),
             NatVerdict::ToZone(target) => {
-                // Hairpin: back into a network, as if from the uplink.
+                // Hairpin: back into a network, as if from the uplink. The frame moves
+                // whole (its link header with it), so offsets from its start still hold.
                 self.scratch.copy_within(packet.clone(), 14);
-                let offload = offload.and_then(|o| o.shifted_back(packet.start - 14));
                 let end = 14 + packet.len();
                 self.deliver_to_network(now, network_of(target), end, offload, writer);
             }
@@ -579,7 +579,6 @@ impl<H> Pipeline<H> {
         else {
             return;
         };
-        // The offsets count from the frame's start; it may begin after scratch[0].
         if offload.is_some_and(|o| o.csum.is_some()) && !writer.takes_offload(&entry.io) {
             offload = crate::datapath::offload::finish_offload_checksum(bytes, offload);
         }
