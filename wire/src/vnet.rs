@@ -34,10 +34,11 @@ pub const GSO_UDP_L4: u8 = 5;
 /// Or-ed into `gso_type`: the TCP segments carry ECN CWR.
 pub const GSO_ECN: u8 = 0x80;
 
-const ETH_LEN: usize = 14;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const PROTO_TCP: u8 = 6;
+use crate::ETHERNET_HEADER_LEN as ETH_LEN;
+use crate::ip::PROTO_TCP;
+/// The Ethernet types as numbers, to match on.
+const ETHERTYPE_IPV4: u16 = crate::EtherType::IPV4.0;
+const ETHERTYPE_IPV6: u16 = crate::EtherType::IPV6.0;
 
 /// A `virtio_net_hdr_v1`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
