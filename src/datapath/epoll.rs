@@ -21,6 +21,7 @@ use tapnet_wire::Instant;
 
 use super::offload::{self, Framing, HEADROOM, Offload};
 use super::pipeline::{Command, DirectWrite, Egress, Flow, Pipeline, PortBackend, Reply};
+use super::spin::AdaptiveSpin;
 use super::{EPOLL_RX_BUDGET, PortIo, RX_BUF_LEN};
 use crate::engine::PacketLink;
 use crate::sys::uring::monotonic_now;
@@ -163,12 +164,19 @@ impl EpollLoop {
 
     pub(crate) fn run(&mut self, commands: &Receiver<Command>) {
         let mut now = monotonic_now();
+        let mut spin = AdaptiveSpin::from_env();
+        let mut last_activity = now;
         self.handle_commands(now, commands);
         while self.shutdown.is_none() {
-            let timeout = self
-                .pipeline
-                .poll_timeout()
-                .map(|t| timespec(t.saturating_duration_since(now)));
+            // Poll for a short, adaptive window after traffic before sleeping (`spin`).
+            let polling = spin.keep_polling(now.saturating_duration_since(last_activity));
+            let timeout = if polling {
+                Some(timespec(Duration::ZERO))
+            } else {
+                self.pipeline
+                    .poll_timeout()
+                    .map(|t| timespec(t.saturating_duration_since(now)))
+            };
             self.events.clear();
             match epoll::wait(
                 &self.io.epoll,
@@ -182,6 +190,12 @@ impl EpollLoop {
                 }
             }
             now = monotonic_now();
+            if !self.events.is_empty() {
+                if !polling {
+                    spin.woke_after(now.saturating_duration_since(last_activity));
+                }
+                last_activity = now;
+            }
             for i in 0..self.events.len() {
                 let data = self.events[i].data.u64();
                 if data == WAKE {

@@ -17,6 +17,7 @@
 mod epoll;
 mod offload;
 mod pipeline;
+mod spin;
 mod uring;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -45,6 +46,16 @@ pub(crate) enum BackendChoice {
     Uring,
     /// epoll.
     Epoll,
+}
+
+/// The backend the rootless stack asks for: `TAPNET_BACKEND=epoll|uring`, else
+/// [`BackendChoice::Auto`].
+pub(crate) fn backend_from_env() -> BackendChoice {
+    match std::env::var("TAPNET_BACKEND").as_deref() {
+        Ok("epoll") => BackendChoice::Epoll,
+        Ok("uring") => BackendChoice::Uring,
+        _ => BackendChoice::Auto,
+    }
 }
 
 /// Whether ports use checksum and segmentation offload (TAPs opened with

@@ -28,6 +28,7 @@ use tapnet_wire::Instant;
 
 use super::offload::{self, Framing, HEADROOM, Offload};
 use super::pipeline::{Command, DirectWrite, Egress, Flow, Pipeline, PortBackend, Reply};
+use super::spin::AdaptiveSpin;
 use super::{PortIo, RX_BUF_LEN, RX_SLOTS_PER_PORT, Tuning};
 use crate::engine::PacketLink;
 use crate::sys::uring::{
@@ -212,19 +213,6 @@ impl DirectWrite<UringPort> for Io {
     }
 }
 
-/// How long the loop keeps polling after the last completion before it sleeps:
-/// `TAPNET_BUSY_POLL_US` microseconds (0 turns it off).
-fn busy_poll_window() -> Duration {
-    let micros = std::env::var("TAPNET_BUSY_POLL_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_BUSY_POLL_US);
-    Duration::from_micros(micros)
-}
-
-/// Default of [`busy_poll_window`].
-const DEFAULT_BUSY_POLL_US: u64 = 0;
-
 /// One io_uring pipeline thread.
 #[derive(Debug)]
 pub(crate) struct UringLoop {
@@ -292,29 +280,34 @@ impl UringLoop {
 
     pub(crate) fn run(&mut self, commands: &Receiver<Command>) {
         let mut now = monotonic_now();
-        let busy_poll = busy_poll_window();
+        let mut spin = AdaptiveSpin::from_env();
         let mut last_activity = now;
         self.handle_commands(now, commands);
         while self.shutdown.is_none() {
             self.retry_parked();
-            // Right after traffic, poll without sleeping for a short window: a packet
-            // that arrives then costs no wake-up of this thread (the round trip of
-            // request/response traffic is mostly wake-ups on a VM).
-            let spinning = now.saturating_duration_since(last_activity) < busy_poll;
-            let timeout = if self.io.retry.is_empty() && !spinning {
-                self.pipeline
-                    .poll_timeout()
-                    .map(|t| t.saturating_duration_since(now))
+            // Right after traffic, poll without sleeping for a short, adaptive window:
+            // a packet that arrives then costs no wake-up of this thread (see `spin`).
+            let polling = spin.keep_polling(now.saturating_duration_since(last_activity))
+                || !self.io.retry.is_empty();
+            let entered = if polling {
+                self.io.ring.submit_and_poll()
             } else {
-                Some(Duration::ZERO)
+                let timeout = self
+                    .pipeline
+                    .poll_timeout()
+                    .map(|t| t.saturating_duration_since(now));
+                self.io.ring.submit_and_wait(timeout)
             };
-            if let Err(e) = self.io.ring.submit_and_wait(timeout) {
+            if let Err(e) = entered {
                 tracing::error!("datapath: io_uring_enter failed: {e}; stopping");
                 break;
             }
             now = monotonic_now();
             self.io.ring.reap(&mut self.completions);
             if !self.completions.is_empty() {
+                if !polling {
+                    spin.woke_after(now.saturating_duration_since(last_activity));
+                }
                 last_activity = now;
             }
             let completions = std::mem::take(&mut self.completions);

@@ -14,7 +14,7 @@ use tapnet_switch::router::{DhcpConfig, RouterNetwork, RouterV4, RouterV6};
 use tapnet_switch::{NetworkConfig, NetworkId, PortId, PortRole, SwitchConfig};
 use tapnet_wire::MacAddr;
 
-use crate::datapath::{BackendChoice, Datapath, Gateway, PortIo};
+use crate::datapath::{Datapath, Gateway, PortIo};
 use crate::engine::{Engine, EngineConfig, EngineNetwork, Forward, ForwardProto};
 use crate::port::{self, InterfaceConfig, NetnsTarget, PortKind};
 
@@ -238,7 +238,7 @@ impl Stack {
                 .context("start host-socket egress")
                 .map(|(engine, link, core)| {
                     let datapath = Datapath::spawn_with_inline_engine(
-                        BackendChoice::Auto,
+                        crate::datapath::backend_from_env(),
                         SwitchConfig::default(),
                         link,
                         core,
@@ -250,7 +250,7 @@ impl Stack {
                 .context("start host-socket egress")
                 .map(|(engine, link)| {
                     let datapath = Datapath::spawn_with_uplink(
-                        BackendChoice::Auto,
+                        crate::datapath::backend_from_env(),
                         SwitchConfig::default(),
                         link,
                     );
