@@ -84,6 +84,8 @@ pub(crate) struct NsRequest {
     pub(crate) ipv6: Option<(Ipv6Net, Ipv6Addr)>,
     /// Also bind UDP and TCP sockets on 127.0.0.11:53 and send them back.
     pub(crate) dns_socket: bool,
+    /// See [`InterfaceConfig::queues`].
+    pub(crate) queues: u8,
 }
 
 impl NsRequest {
@@ -133,6 +135,9 @@ impl NsRequest {
         }
         if self.dns_socket {
             args.extend(["--dns-socket".to_owned(), "1".to_owned()]);
+        }
+        if self.queues > 1 {
+            args.extend(["--queues".to_owned(), self.queues.to_string()]);
         }
         if self.offload {
             args.extend(["--offload".to_owned(), "1".to_owned()]);
@@ -197,6 +202,13 @@ impl NsRequest {
             Some(value) => flag("offload", value)?,
             None => false,
         };
+        let queues = match pairs.remove("queues") {
+            Some(value) => match value.parse::<u8>() {
+                Ok(n @ 1..=MAX_QUEUES) => n,
+                _ => return Err(format!("invalid --queues {value:?} (1-{MAX_QUEUES})")),
+            },
+            None => 1,
+        };
         if let Some(extra) = pairs.keys().next() {
             return Err(format!("unknown argument --{extra}"));
         }
@@ -214,9 +226,16 @@ impl NsRequest {
             offload,
             ipv6,
             dns_socket,
+            queues,
         })
     }
 }
+
+/// Most queues of a multi-queue TAP that the helper opens.
+pub(crate) const MAX_QUEUES: u8 = 16;
+
+/// The tag of the follow-up messages that carry a multi-queue TAP's further queues.
+const QUEUE_TAG: &str = "queue";
 
 /// Why the helper failed, as reported to the daemon. Each message is one line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -308,6 +327,8 @@ pub(crate) struct HelperReply {
     pub(crate) fd: Option<OwnedFd>,
     /// The sockets on 127.0.0.11:53, when asked for.
     pub(crate) dns: Option<DnsSockets>,
+    /// A multi-queue TAP's further queues.
+    pub(crate) queues: Vec<OwnedFd>,
 }
 
 /// Runs the helper for `op` in the namespace `netns` and waits for its answer: the
@@ -320,6 +341,7 @@ pub(crate) fn run_helper(
     dns_socket: bool,
 ) -> Result<HelperReply, NsFailure> {
     let other = |what: &str, e: io::Error| NsFailure::Other(format!("{what}: {}", describe(&e)));
+    let op_is_tap = op == NsOp::Tap;
     let (ours, theirs) = fdpass::seqpacket_pair().map_err(|e| other("socketpair", e))?;
     let request = NsRequest {
         netns_fd: netns.as_raw_fd(),
@@ -335,6 +357,7 @@ pub(crate) fn run_helper(
         offload: config.offload,
         ipv6: config.ipv6,
         dns_socket,
+        queues: config.queues,
     };
     let mut cmd = Command::new("/proc/self/exe");
     // argv[0] "tapnet": the daemon may have been started as `slirp4netns`.
@@ -359,13 +382,21 @@ pub(crate) fn run_helper(
                     ifname,
                     fd,
                     dns: None,
+                    queues: Vec::new(),
                 }),
                 true => recv_dns_sockets(ours.as_fd()).map(|dns| HelperReply {
                     ifname,
                     fd,
                     dns: Some(dns),
+                    queues: Vec::new(),
                 }),
-            },
+            }
+            .map(|mut reply| {
+                if op_is_tap && config.queues > 1 {
+                    reply.queues = recv_queues(ours.as_fd());
+                }
+                reply
+            }),
             Some(NsReply::Err(failure)) => Err(failure),
             None => Err(NsFailure::Other(
                 "malformed answer from the namespace helper".to_owned(),
@@ -455,9 +486,14 @@ pub(crate) fn run(args: Vec<OsString>) -> ! {
             std::process::exit(2);
         }
     };
-    let (reply, fd, dns) = match serve(&request) {
-        Ok(HelperReply { ifname, fd, dns }) => (NsReply::Ok { ifname }, fd, dns),
-        Err(failure) => (NsReply::Err(failure), None, None),
+    let (reply, fd, dns, queues) = match serve(&request) {
+        Ok(HelperReply {
+            ifname,
+            fd,
+            dns,
+            queues,
+        }) => (NsReply::Ok { ifname }, fd, dns, queues),
+        Err(failure) => (NsReply::Err(failure), None, None, Vec::new()),
     };
     let ok = matches!(reply, NsReply::Ok { .. });
     if let Err(e) = fdpass::send_with_fd(
@@ -479,6 +515,14 @@ pub(crate) fn run(args: Vec<OsString>) -> ! {
             }
         }
     }
+    for queue in &queues {
+        if let Err(e) =
+            fdpass::send_with_fd(sock.as_fd(), QUEUE_TAG.as_bytes(), Some(queue.as_fd()))
+        {
+            eprintln!("tapnet {HELPER_ARG}: send a TAP queue: {e}");
+            std::process::exit(1);
+        }
+    }
     std::process::exit(if ok { 0 } else { 1 })
 }
 
@@ -493,13 +537,33 @@ fn serve(req: &NsRequest) -> Result<HelperReply, NsFailure> {
 
     let mut rt = RouteSocket::open()
         .map_err(|e| NsFailure::Other(format!("open rtnetlink socket: {}", describe(&e))))?;
-    let (ifname, fd) = serve_op(&mut rt, req)?;
+    let (ifname, fd, queues) = serve_op(&mut rt, req)?;
     let dns = if req.dns_socket {
         Some(open_dns_sockets(&mut rt)?)
     } else {
         None
     };
-    Ok(HelperReply { ifname, fd, dns })
+    Ok(HelperReply {
+        ifname,
+        fd,
+        dns,
+        queues,
+    })
+}
+
+/// Receives a multi-queue TAP's further queues: the follow-up messages after the
+/// answer (and the DNS sockets), until the helper closes its end. None when the
+/// device could have only one queue.
+fn recv_queues(sock: BorrowedFd<'_>) -> Vec<OwnedFd> {
+    let mut queues = Vec::new();
+    let mut buf = [0u8; 16];
+    while let Ok((n, Some(fd))) = fdpass::recv_with_fd(sock, &mut buf) {
+        if &buf[..n] != QUEUE_TAG.as_bytes() {
+            break;
+        }
+        queues.push(fd);
+    }
+    queues
 }
 
 /// Binds UDP and TCP sockets on 127.0.0.11:53, after bringing `lo` up (it is down in a
@@ -532,15 +596,18 @@ fn open_dns_sockets(rt: &mut RouteSocket) -> Result<DnsSockets, NsFailure> {
 }
 
 /// The interface part of the work: TAP or veth.
-fn serve_op(rt: &mut RouteSocket, req: &NsRequest) -> Result<(String, Option<OwnedFd>), NsFailure> {
+fn serve_op(
+    rt: &mut RouteSocket,
+    req: &NsRequest,
+) -> Result<(String, Option<OwnedFd>, Vec<OwnedFd>), NsFailure> {
     match &req.op {
         NsOp::Tap => {
-            let tap = open_tap(rt, req.ifname.as_deref(), req.attach_existing, req.offload)?;
+            let (tap, queues) = open_tap(rt, req)?;
             let ifname = tap.name().to_owned();
             if req.configure {
                 configure(rt, &ifname, req)?;
             }
-            Ok((ifname, Some(tap.into_fd())))
+            Ok((ifname, Some(tap.into_fd()), queues))
         }
         NsOp::Veth { peer } => {
             let ifname = rename_peer(rt, peer, req.ifname.as_deref())?;
@@ -564,7 +631,7 @@ fn serve_op(rt: &mut RouteSocket, req: &NsRequest) -> Result<(String, Option<Own
                 }
             }
             configure(rt, &ifname, req)?;
-            Ok((ifname, None))
+            Ok((ifname, None, Vec::new()))
         }
     }
 }
@@ -584,21 +651,43 @@ fn no_free_name() -> NsFailure {
     ))
 }
 
-/// Creates the TAP under the requested name or the first free `ethN`.
-fn open_tap(
-    rt: &mut RouteSocket,
-    requested: Option<&str>,
-    attach_existing: bool,
-    offload: bool,
-) -> Result<Tap, NsFailure> {
-    let tap = open_tap_plain(rt, requested, attach_existing, offload)?;
-    if offload {
-        tap.enable_offload().map_err(|e| NsFailure::Configure {
-            ifname: tap.name().to_owned(),
-            message: format!("enable checksum/segmentation offload: {}", describe(&e)),
-        })?;
+/// Creates the TAP under the requested name or the first free `ethN`; with
+/// `queues` > 1 a multi-queue TAP and its further queues (one queue when the device
+/// cannot have more: an existing single-queue TAP).
+fn open_tap(rt: &mut RouteSocket, req: &NsRequest) -> Result<(Tap, Vec<OwnedFd>), NsFailure> {
+    let (requested, offload) = (req.ifname.as_deref(), req.offload);
+    let multi_queue = req.queues > 1;
+    let tap = match open_tap_plain(rt, requested, req.attach_existing, offload, multi_queue) {
+        Err(_) if multi_queue && req.attach_existing => {
+            open_tap_plain(rt, requested, req.attach_existing, offload, false)?
+        }
+        other => other?,
+    };
+    let enable_offload = |tap: &Tap| {
+        if offload {
+            tap.enable_offload().map_err(|e| NsFailure::Configure {
+                ifname: tap.name().to_owned(),
+                message: format!("enable checksum/segmentation offload: {}", describe(&e)),
+            })?;
+        }
+        Ok(())
+    };
+    enable_offload(&tap)?;
+    let mut queues = Vec::new();
+    if multi_queue && tap.is_multi_queue() {
+        let options = TapOptions {
+            exclusive: false,
+            vnet_hdr: offload,
+            multi_queue: true,
+        };
+        for _ in 1..req.queues {
+            let queue = Tap::open(tap.name(), options)
+                .map_err(|e| tap_failure(tap.name().to_owned(), e))?;
+            enable_offload(&queue)?;
+            queues.push(queue.into_fd());
+        }
     }
-    Ok(tap)
+    Ok((tap, queues))
 }
 
 /// Opens the TAP (with `IFF_VNET_HDR` if `vnet_hdr`) under the requested name or the
@@ -608,18 +697,20 @@ fn open_tap_plain(
     requested: Option<&str>,
     attach_existing: bool,
     vnet_hdr: bool,
+    multi_queue: bool,
 ) -> Result<Tap, NsFailure> {
     if let (Some(name), true) = (requested, attach_existing) {
         // Create it, or attach to the device of that name if there is one.
         let options = TapOptions {
             exclusive: false,
             vnet_hdr,
-            ..TapOptions::default()
+            multi_queue,
         };
         return Tap::open(name, options).map_err(|e| tap_failure(name.to_owned(), e));
     }
     let options = TapOptions {
         vnet_hdr,
+        multi_queue,
         ..TapOptions::default()
     };
     for name in candidates(requested) {
@@ -775,6 +866,7 @@ mod tests {
             offload: false,
             ipv6: None,
             dns_socket: false,
+            queues: 1,
         }
     }
 
@@ -786,6 +878,7 @@ mod tests {
         req.dns_socket = true;
         assert!(req.to_args().join(" ").ends_with("--dns-socket 1"));
         req.offload = true;
+        req.queues = 4;
         req.ipv6 = Some(("fd00::100/64".parse().unwrap(), "fd00::2".parse().unwrap()));
         assert_eq!(NsRequest::from_args(&os(&req.to_args())).unwrap(), req);
     }

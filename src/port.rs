@@ -97,6 +97,10 @@ pub(crate) struct InterfaceConfig {
     pub(crate) offload: bool,
     /// An IPv6 address and default gateway, added without duplicate address detection.
     pub(crate) ipv6: Option<(Ipv6Net, Ipv6Addr)>,
+    /// A TAP: open this many queues (`IFF_MULTI_QUEUE`, one fd each) when more than
+    /// one; [`AttachedPort::queues`] holds the fds beyond the first. Falls back to one
+    /// queue when the device cannot have more (an existing single-queue TAP).
+    pub(crate) queues: u8,
 }
 
 impl InterfaceConfig {
@@ -118,6 +122,7 @@ impl InterfaceConfig {
             attach_existing: false,
             offload: false,
             ipv6: None,
+            queues: 1,
         }
     }
 }
@@ -131,6 +136,8 @@ pub(crate) struct AttachedPort {
     pub(crate) ifname: String,
     /// For veth: the host end's name.
     pub(crate) host_ifname: Option<String>,
+    /// A multi-queue TAP's further queues (see [`InterfaceConfig::queues`]).
+    pub(crate) queues: Vec<OwnedFd>,
 }
 
 /// The sockets of a container's embedded DNS address, 127.0.0.11:53, bound inside its
@@ -318,6 +325,7 @@ fn attach_inner(
                 fd,
                 ifname: reply.ifname,
                 host_ifname: None,
+                queues: reply.queues,
             };
             Ok((port, reply.dns))
         }
@@ -450,6 +458,7 @@ fn finish_veth(
         fd,
         ifname: reply.ifname,
         host_ifname: Some(host_ifname.to_owned()),
+        queues: Vec::new(),
     };
     Ok((port, reply.dns))
 }

@@ -525,6 +525,7 @@ impl Daemon {
             fd,
             ifname,
             host_ifname,
+            ..
         } = attached;
         // Keep a duplicate so that the device can be removed if the datapath refuses it.
         let cleanup_fd = fd
@@ -551,6 +552,7 @@ impl Daemon {
                 fd: cleanup_fd,
                 ifname,
                 host_ifname,
+                queues: Vec::new(),
             };
             if let Err(cleanup) = port::detach(leftover) {
                 warn!("remove device after failed connect: {cleanup}");
@@ -818,6 +820,7 @@ impl Daemon {
             fd,
             ifname: endpoint.ifname.clone(),
             host_ifname: endpoint.host_ifname.clone(),
+            queues: Vec::new(),
         };
         if let Err(err) = port::detach(attached) {
             warn!(container, network, "remove device: {err}");
@@ -916,6 +919,7 @@ impl Daemon {
                         fd,
                         ifname: endpoint.ifname,
                         host_ifname: endpoint.host_ifname,
+                        queues: Vec::new(),
                     };
                     if let Err(err) = port::detach(attached) {
                         warn!("remove device of {}: {err}", endpoint.container);

@@ -28,7 +28,7 @@ use crate::engine::PacketLink;
 use anyhow::{Context, anyhow};
 use crossbeam_channel::{Receiver, Sender};
 pub(crate) use offload::HEADROOM as VNET_HDR_LEN;
-pub(crate) use pipeline::{Gateway, PacketUplinkConfig, PacketUplinkStats, zone_of};
+pub(crate) use pipeline::{Gateway, PacketUplinkConfig, PacketUplinkStats, Siblings, zone_of};
 use rustix::event::{EventfdFlags, eventfd};
 use tapnet_switch::{
     DropReason, MacEntry, NetworkConfig, NetworkId, PortCounters, PortId, PortRole, SwitchConfig,
@@ -131,6 +131,25 @@ pub(crate) struct Tuning {
     /// and go through the poll-then-retry path (which older kernels take for
     /// O_NONBLOCK fds).
     pub(crate) uring_rx_nowait: bool,
+}
+
+/// Another pipeline's command channel, to hand it frames it must see too (the
+/// pipelines of a multi-queue TAP's queues).
+#[derive(Clone, Debug)]
+pub(crate) struct SiblingLink {
+    commands: Sender<Command>,
+    wake: Arc<OwnedFd>,
+}
+
+impl SiblingLink {
+    /// Queues a copy of `frame`, read from `port`, for the sibling. An allocation, for
+    /// the rare frames that feed the router's state only.
+    fn share(&self, port: PortId, frame: &[u8], offload: Option<offload::Offload>) {
+        let shared = Command::SharedFrame(port, frame.to_vec(), offload);
+        if self.commands.send(shared).is_ok() {
+            wake(self.wake.as_fd());
+        }
+    }
 }
 
 /// Handle to the running datapath thread. Every call is a round trip to that thread.
@@ -310,6 +329,24 @@ impl Datapath {
     }
 
     /// DNAT of a published port through the packet uplink.
+    /// A link through which sibling pipelines hand this one frames.
+    pub(crate) fn sibling_link(&self) -> SiblingLink {
+        SiblingLink {
+            commands: self.commands.clone(),
+            wake: Arc::clone(&self.wake),
+        }
+    }
+
+    /// Tells the pipeline about the pipelines of the other queues of its TAP.
+    pub(crate) fn set_siblings(&self, siblings: Siblings) -> anyhow::Result<()> {
+        self.call(|r| Command::SetSiblings(siblings, r))
+    }
+
+    /// Replaces the guest UDP ports published through the primary pipeline.
+    pub(crate) fn set_primary_udp_ports(&self, ports: Vec<u16>) -> anyhow::Result<()> {
+        self.call(|r| Command::SetPrimaryUdpPorts(ports, r))
+    }
+
     pub(crate) fn publish(&self, rule: tapnet_nat::PublishRule) -> anyhow::Result<()> {
         self.call(|r| Command::Publish(rule, r))
     }

@@ -65,7 +65,59 @@ pub(crate) enum Command {
     /// The packet uplink's counters, if there is one.
     UplinkStats(Reply<Option<PacketUplinkStats>>),
     Stats(Reply<Vec<PortStats>>),
+    /// This pipeline reads one queue of a multi-queue TAP; the others' pipelines.
+    SetSiblings(Siblings, Reply<()>),
+    /// Replaces [`Siblings::primary_udp_ports`].
+    SetPrimaryUdpPorts(Vec<u16>, Reply<()>),
+    /// A frame that a sibling pipeline read from `PortId` (another queue of the same
+    /// device): handled as if read here.
+    SharedFrame(PortId, Vec<u8>, Option<Offload>),
     Shutdown(Reply<()>),
+}
+
+/// The other pipelines of a multi-queue TAP, whose queues one device shares.
+#[derive(Debug)]
+pub(crate) struct Siblings {
+    /// The TAP's port.
+    pub(crate) port: PortId,
+    /// Every other pipeline: frames that feed the router's state go to all of them.
+    pub(crate) all: Vec<super::SiblingLink>,
+    /// The pipeline whose engine serves the published ports, unless it is this one.
+    /// Guest packets of flows this pipeline's engine does not hold go there (see
+    /// [`crate::engine::InlineEngine::owns_guest_packet`]): the container's answers
+    /// to published-port clients land on any queue (the TUN driver steers a flow to
+    /// the queue it last came in on only once it has seen it, and forgets it after
+    /// a few idle seconds).
+    pub(crate) primary: Option<super::SiblingLink>,
+    /// The guest UDP ports published through the primary pipeline's engine.
+    pub(crate) primary_udp_ports: Vec<u16>,
+}
+
+/// Whether a frame from a container feeds state that every pipeline serving its
+/// device must hold: ARP (the router's neighbour cache), NDP (RFC 4861 types 133-137)
+/// and DHCP requests (the leases). Each queue of a multi-queue TAP has a pipeline of
+/// its own, and the kernel picks the queue by a flow hash, so such a frame reaches
+/// one of them only; the others get a copy. Data frames stay where they land.
+pub(crate) fn feeds_router_state(frame: &[u8]) -> bool {
+    const ICMPV6: u8 = 58;
+    const UDP: u8 = 17;
+    const DHCP_SERVER_PORT: u16 = 67;
+    let byte = |at: usize| frame.get(at).copied();
+    let ethertype = frame.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    match ethertype {
+        Some(0x0806) => true,
+        Some(0x86dd) => byte(20) == Some(ICMPV6) && matches!(byte(54), Some(133..=137)),
+        Some(0x0800) => {
+            let Some(ihl) = byte(14).map(|b| usize::from(b & 0x0f) * 4) else {
+                return false;
+            };
+            byte(23) == Some(UDP)
+                && frame
+                    .get(14 + ihl + 2..14 + ihl + 4)
+                    .is_some_and(|p| u16::from_be_bytes([p[0], p[1]]) == DHCP_SERVER_PORT)
+        }
+        _ => false,
+    }
 }
 
 /// A network's gateway: the router's leg on it, attached to the switch as a virtual
@@ -191,6 +243,9 @@ pub(crate) struct Pipeline<H> {
     inline_engine: Option<crate::engine::InlineEngine>,
     /// When the inline engine's next timer is due.
     engine_deadline: Option<Instant>,
+    /// A port whose device has more queues, read by sibling pipelines; frames that
+    /// feed the router's state go to them too (see [`feeds_router_state`]).
+    siblings: Option<Siblings>,
 }
 
 impl<H> Pipeline<H> {
@@ -210,6 +265,7 @@ impl<H> Pipeline<H> {
             inject_egress: Egress::default(),
             uplink_drops: 0,
             inline_engine: None,
+            siblings: None,
             engine_deadline: None,
         }
     }
@@ -248,6 +304,14 @@ impl<H> Pipeline<H> {
         writer: &W,
     ) {
         egress.ports.clear();
+        if let Some(siblings) = &self.siblings
+            && siblings.port == ingress
+            && feeds_router_state(frame)
+        {
+            for link in &siblings.all {
+                link.share(ingress, frame, offload);
+            }
+        }
         if self
             .packet_uplink
             .as_ref()
@@ -284,6 +348,32 @@ impl<H> Pipeline<H> {
         }
     }
 
+    /// A frame a sibling pipeline read from another queue of `port`'s device: through
+    /// the switch (and router) as if read here, and to the ports that leaves, without
+    /// sharing it again.
+    fn handle_shared_frame<W: DirectWrite<H>>(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        frame: &[u8],
+        offload: Option<Offload>,
+        writer: &W,
+    ) {
+        let siblings = self.siblings.take();
+        let mut egress = Egress::default();
+        self.handle_rx(now, port, frame, offload, &mut egress, writer);
+        self.siblings = siblings;
+        for out in egress.ports {
+            let Some(entry) = self.ports.get_mut(&out) else {
+                continue;
+            };
+            if let Err(errno) = writer.write_now(&entry.io, frame, offload) {
+                entry.tx_errors += 1;
+                tracing::trace!(?out, errno, "write of a shared frame failed");
+            }
+        }
+    }
+
     /// Hands a frame that reached gateway `port` to the router and acts on its verdict.
     fn route<W: DirectWrite<H>>(
         &mut self,
@@ -308,6 +398,15 @@ impl<H> Pipeline<H> {
             RouterVerdict::Uplink { packet } => {
                 if self.outbound(now, net, packet.clone(), offload, writer) {
                     self.service_queues(now, writer);
+                    return;
+                }
+                if let Some(siblings) = &self.siblings
+                    && let Some(primary) = &siblings.primary
+                    && let (Some(engine), Some(pkt)) =
+                        (&self.inline_engine, self.scratch.get(packet.clone()))
+                    && !engine.owns_guest_packet(net, pkt, &siblings.primary_udp_ports)
+                {
+                    primary.share(siblings.port, frame, offload);
                     return;
                 }
                 // To the host-socket engine.
@@ -580,7 +679,7 @@ impl<H> Pipeline<H> {
     /// Executes one control command.
     pub(crate) fn handle_command<B>(&mut self, now: Instant, cmd: Command, backend: &mut B) -> Flow
     where
-        B: PortBackend<Port = H>,
+        B: PortBackend<Port = H> + DirectWrite<H>,
     {
         match cmd {
             Command::AddNetwork(net, config, gateway, reply) => {
@@ -619,6 +718,19 @@ impl<H> Pipeline<H> {
                     (None, _) => Err(anyhow!("network {net:?} has no router")),
                 };
                 let _ = reply.send(result);
+            }
+            Command::SetSiblings(siblings, reply) => {
+                self.siblings = Some(siblings);
+                let _ = reply.send(Ok(()));
+            }
+            Command::SetPrimaryUdpPorts(ports, reply) => {
+                if let Some(siblings) = self.siblings.as_mut() {
+                    siblings.primary_udp_ports = ports;
+                }
+                let _ = reply.send(Ok(()));
+            }
+            Command::SharedFrame(port, frame, offload) => {
+                self.handle_shared_frame(now, port, &frame, offload, backend);
             }
             Command::SetPacketUplink(config, io, reply) => {
                 let _ = reply.send(self.set_packet_uplink(*config, io, backend));

@@ -579,3 +579,54 @@ fn real_taps_in_a_private_netns() {
     let _ = holder.wait();
     result.unwrap();
 }
+
+/// ARP, NDP and DHCP requests from a container reach every pipeline of a multi-queue
+/// TAP; data stays where it lands.
+#[test]
+fn router_state_frames_are_told_from_data() {
+    use super::pipeline::feeds_router_state;
+    let eth = |ethertype: u16, rest: &[u8]| {
+        let mut f = [mac(1).as_slice(), mac(2).as_slice()].concat();
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(rest);
+        f
+    };
+    let udp4 = |dst_port: u16| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(mac(1), mac(2))
+            .ipv4([0, 0, 0, 0], [255, 255, 255, 255], 64)
+            .udp(68, dst_port)
+            .write(&mut f, &[0; 8])
+            .unwrap();
+        f
+    };
+    let icmp6 = |type_u8: u8| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(mac(1), mac(2))
+            .ipv6([0xfe; 16], [0xff; 16], 255)
+            .icmpv6_raw(type_u8, 0, [0; 4])
+            .write(&mut f, &[])
+            .unwrap();
+        f
+    };
+    let tcp4 = {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(mac(1), mac(2))
+            .ipv4([10, 0, 2, 100], [10, 0, 2, 2], 64)
+            .tcp(40000, 67, 1, 1000)
+            .write(&mut f, b"data")
+            .unwrap();
+        f
+    };
+    assert!(feeds_router_state(&eth(0x0806, &[0; 28])), "ARP");
+    assert!(feeds_router_state(&udp4(67)), "DHCP request");
+    for ndp in 133..=137 {
+        assert!(feeds_router_state(&icmp6(ndp)), "NDP type {ndp}");
+    }
+    assert!(!feeds_router_state(&udp4(53)), "DNS");
+    assert!(!feeds_router_state(&icmp6(128)), "echo request");
+    assert!(!feeds_router_state(&tcp4), "TCP to port 67");
+    assert!(!feeds_router_state(&eth(0x0806, &[])[..12]), "truncated");
+    assert!(!feeds_router_state(&eth(0x0800, &[0x45])), "truncated IPv4");
+    assert!(!feeds_router_state(&[]), "empty");
+}

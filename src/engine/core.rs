@@ -529,6 +529,45 @@ impl EngineLoop {
         }
     }
 
+    /// Whether a guest packet (IP) belongs to this engine: a flow it holds, the start
+    /// of a new one, or anything but TCP and UDP. Not a segment of a TCP connection it
+    /// does not hold (this engine would answer it with a RST), nor a datagram of a UDP
+    /// flow it does not hold from one of `foreign_udp_ports` (the guest ports that
+    /// another engine publishes). For the pipelines of a multi-queue TAP: such
+    /// packets belong to the engine that serves the published ports.
+    pub(super) fn owns_guest_packet(
+        &self,
+        net: NetworkId,
+        pkt: &[u8],
+        foreign_udp_ports: &[u16],
+    ) -> bool {
+        let (Some(n), Some(ip)) = (self.nets.get(&net), IpView::parse(pkt)) else {
+            return true;
+        };
+        if ip.fragment {
+            return true;
+        }
+        match ip.proto {
+            packet::PROTO_TCP => {
+                let Some(t) = TcpView::parse(ip.l4(pkt)) else {
+                    return true;
+                };
+                let guest = SocketAddr::new(ip.src, t.src_port);
+                let remote = SocketAddr::new(ip.dst, t.dst_port);
+                (t.syn && !t.ack) || n.tcp.contains_key(&(guest, remote))
+            }
+            packet::PROTO_UDP => {
+                let Some((sport, dport, _)) = packet::udp_ports(ip.l4(pkt)) else {
+                    return true;
+                };
+                let guest = SocketAddr::new(ip.src, sport);
+                let remote = SocketAddr::new(ip.dst, dport);
+                !foreign_udp_ports.contains(&sport) || n.udp.contains_key(&(guest, remote))
+            }
+            _ => true,
+        }
+    }
+
     fn guest_packet(&mut self, net: NetworkId, pkt: &[u8]) {
         if !self.nets.contains_key(&net) {
             self.stats.drop_unknown_network += 1;

@@ -182,6 +182,16 @@ impl InlineEngine {
         self.core.step(host_events);
     }
 
+    /// See `EngineLoop::owns_guest_packet`.
+    pub(crate) fn owns_guest_packet(
+        &self,
+        net: NetworkId,
+        pkt: &[u8],
+        foreign_udp_ports: &[u16],
+    ) -> bool {
+        self.core.owns_guest_packet(net, pkt, foreign_udp_ports)
+    }
+
     /// How long until the engine's next deadline.
     pub(crate) fn timeout(&mut self) -> Option<std::time::Duration> {
         self.core.next_timeout()

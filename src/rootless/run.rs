@@ -206,7 +206,7 @@ impl PortSpec {
 }
 
 /// The stack configuration of `tapnet run`.
-fn stack_config(args: &RunArgs, child: u32) -> StackConfig {
+fn stack_config(args: &RunArgs, child: u32, pipelines: u8) -> StackConfig {
     StackConfig {
         netns: Some(NetnsTarget::Pid(child)),
         userns: None,
@@ -221,6 +221,7 @@ fn stack_config(args: &RunArgs, child: u32) -> StackConfig {
         outbound_addr: None,
         outbound_addr6: None,
         offload: crate::datapath::offload_enabled(),
+        pipelines,
     }
 }
 
@@ -249,7 +250,8 @@ pub(crate) fn main(args: &RunArgs) -> i32 {
 
 fn run(args: &RunArgs) -> anyhow::Result<i32> {
     let (mut sync, theirs) = UnixStream::pair().context("socketpair")?;
-    let config = stack_config(args, 0);
+    let pipelines = super::stack::pipelines_from_env()?;
+    let config = stack_config(args, 0, pipelines);
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("tapnet")
         .arg(CHILD_ARG)
@@ -276,8 +278,8 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
         );
     }
     userns::write_id_maps(pid).context("map root in the new user namespace")?;
-    let stack = Stack::start(stack_config(args, pid)).context("start the network")?;
-    let config = stack_config(args, pid);
+    let stack = Stack::start(stack_config(args, pid, pipelines)).context("start the network")?;
+    let config = stack_config(args, pid, pipelines);
     for spec in &args.publish {
         // An IPv6 host address goes to the guest's IPv6 address; a wildcard also
         // listens on [::] when IPv6 is on, as Docker publishes on both families.
@@ -553,7 +555,7 @@ mod tests {
             disable_host_loopback: false,
             command: vec!["true".into()],
         };
-        let c = stack_config(&args, 42);
+        let c = stack_config(&args, 42, 1);
         assert_eq!(c.netns, Some(NetnsTarget::Pid(42)));
         assert_eq!(c.tap_name, "tap0");
         assert!(c.configure && c.host_loopback && c.dns);

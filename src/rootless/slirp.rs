@@ -468,6 +468,11 @@ pub(crate) fn stack_config(o: &Options) -> Result<StackConfig, String> {
     };
     // A TAP handed over open was opened without IFF_VNET_HDR.
     let offload = netns.is_some() && crate::datapath::offload_enabled();
+    // A TAP handed over open is one queue.
+    let pipelines = match netns {
+        Some(_) => super::stack::pipelines_from_env().map_err(|e| format!("{e}"))?,
+        None => 1,
+    };
     Ok(StackConfig {
         netns,
         userns: o.userns_path.clone(),
@@ -482,6 +487,7 @@ pub(crate) fn stack_config(o: &Options) -> Result<StackConfig, String> {
         outbound_addr,
         outbound_addr6,
         offload,
+        pipelines,
     })
 }
 
@@ -592,7 +598,7 @@ fn run(o: &Options) -> Result<(), String> {
         None
     };
     let tap = match o.target {
-        Target::TapFd(fd) => userns::adopt_fd(fd).map_err(|e| format!("tap fd {fd}: {e}"))?,
+        Target::TapFd(fd) => vec![userns::adopt_fd(fd).map_err(|e| format!("tap fd {fd}: {e}"))?],
         _ => Stack::open_tap(&config).map_err(|e| format!("tapnet: {e:#}"))?,
     };
     // Bind the API socket while its directory is still visible, then enter the

@@ -14,7 +14,7 @@ use tapnet_switch::router::{DhcpConfig, RouterNetwork, RouterV4, RouterV6};
 use tapnet_switch::{NetworkConfig, NetworkId, PortId, PortRole, SwitchConfig};
 use tapnet_wire::MacAddr;
 
-use crate::datapath::{Datapath, Gateway, PortIo};
+use crate::datapath::{Datapath, Gateway, PortIo, Siblings};
 use crate::engine::{Engine, EngineConfig, EngineNetwork, Forward, ForwardProto};
 use crate::port::{self, InterfaceConfig, NetnsTarget, PortKind};
 
@@ -44,6 +44,10 @@ pub(crate) struct StackConfig {
     /// container's kernel and the stack exchange TCP segments of up to 64 KiB.
     /// Only for a TAP the stack opens itself (not `--netns-type=tapfd`).
     pub(crate) offload: bool,
+    /// Pipelines: more than one opens the TAP with that many queues
+    /// (`IFF_MULTI_QUEUE`), each read by a datapath thread of its own
+    /// (`TAPNET_PIPELINES`, see [`pipelines_from_env`]).
+    pub(crate) pipelines: u8,
 }
 
 impl StackConfig {
@@ -166,6 +170,7 @@ impl StackConfig {
         config.configure = self.configure;
         config.attach_existing = true;
         config.offload = self.offload;
+        config.queues = self.pipelines;
         if self.ipv6 {
             config.ipv6 = Some((Ipv6Net::new(GUEST6, 64)?, GATEWAY6));
         }
@@ -178,22 +183,43 @@ impl StackConfig {
 pub(crate) struct Stack {
     datapath: Datapath,
     engine: Engine,
-    config: StackConfig,
+    /// With a multi-queue TAP, the pipelines of its further queues, each with a
+    /// host-socket engine of its own. The container's kernel picks a queue per flow
+    /// (a hash of the flow, then the queue the flow's frames last came in on, which the
+    /// TUN driver records), so a flow stays on one pipeline; published ports are
+    /// served by the first pipeline.
+    more: Vec<(Datapath, Engine)>,
+}
+
+/// Most pipelines (TAP queues) of one stack.
+pub(crate) const MAX_PIPELINES: u8 = crate::nshelper::MAX_QUEUES;
+
+/// The number of pipelines from `TAPNET_PIPELINES` (1 to [`MAX_PIPELINES`]; 1 when
+/// unset). Each pipeline is a thread reading one queue of a multi-queue TAP.
+pub(crate) fn pipelines_from_env() -> anyhow::Result<u8> {
+    match std::env::var("TAPNET_PIPELINES") {
+        Err(_) => Ok(1),
+        Ok(v) => match v.parse::<u8>() {
+            Ok(n @ 1..=MAX_PIPELINES) => Ok(n),
+            _ => anyhow::bail!("TAPNET_PIPELINES={v:?}: expected 1 to {MAX_PIPELINES}"),
+        },
+    }
 }
 
 impl Stack {
     /// Opens (and, with `configure`, configures) the TAP, then starts the datapath and
     /// the engine. Returns once frames flow.
     pub(crate) fn start(config: StackConfig) -> anyhow::Result<Self> {
-        let tap = Self::open_tap(&config)?;
-        Self::start_with_tap(config, tap)
+        let queues = Self::open_tap(&config)?;
+        Self::start_with_tap(config, queues)
     }
 
     /// Opens the TAP in the container's namespace (and, with `configure`, configures
-    /// it), through the namespace helper process. The sandbox runs between this and
-    /// [`Stack::start_with_tap`], so that the threads started there inherit dropped
-    /// capabilities.
-    pub(crate) fn open_tap(config: &StackConfig) -> anyhow::Result<OwnedFd> {
+    /// it), through the namespace helper process: one fd, or one per queue with
+    /// `pipelines` > 1 (fewer if the device cannot have more). The sandbox runs
+    /// between this and [`Stack::start_with_tap`], so that the threads started there
+    /// inherit dropped capabilities.
+    pub(crate) fn open_tap(config: &StackConfig) -> anyhow::Result<Vec<OwnedFd>> {
         if config.cidr.prefix_len() > 25 {
             anyhow::bail!(
                 "CIDR {} is too small: it must hold the guest at .100 (use /25 or larger)",
@@ -213,97 +239,88 @@ impl Stack {
         let interface = config.interface_config()?;
         let attached = port::attach(netns, PortKind::Tap, &interface, "")
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let queues = 1 + attached.queues.len();
         tracing::info!(
             tap = attached.ifname,
             configured = config.configure,
             guest = %config.guest_addr(),
             mtu = config.mtu,
             offload = config.offload,
+            queues,
             "TAP attached"
         );
-        Ok(attached.fd)
-    }
-
-    /// Starts the datapath and the engine around an open TAP fd.
-    pub(crate) fn start_with_tap(config: StackConfig, tap: OwnedFd) -> anyhow::Result<Self> {
-        // Host-socket egress runs on the datapath thread: no hand-off between threads
-        // per packet. Measured side by side (benches/e2e.sh, 2 vCPUs) it moved as
-        // much or more (peer namespace -> published port 16.3 vs 12.8 Gbit/s) with
-        // 10-15% more request/response and 20-28% more connections per second than
-        // an engine thread of its own, which TAPNET_ENGINE=thread still gives.
-        let inline = std::env::var_os("TAPNET_ENGINE").is_none_or(|v| v != "thread");
-        tracing::debug!(inline, "host-socket engine placement");
-        let started = if inline {
-            Engine::spawn_inline(config.engine_config())
-                .context("start host-socket egress")
-                .map(|(engine, link, core)| {
-                    let datapath = Datapath::spawn_with_inline_engine(
-                        crate::datapath::backend_from_env(),
-                        SwitchConfig::default(),
-                        link,
-                        core,
-                    );
-                    (engine, datapath)
-                })
-        } else {
-            Engine::spawn(config.engine_config())
-                .context("start host-socket egress")
-                .map(|(engine, link)| {
-                    let datapath = Datapath::spawn_with_uplink(
-                        crate::datapath::backend_from_env(),
-                        SwitchConfig::default(),
-                        link,
-                    );
-                    (engine, datapath)
-                })
-        };
-        let (engine, datapath) = started?;
-        let datapath = match datapath {
-            Ok(d) => d,
-            Err(e) => {
-                engine.shutdown();
-                return Err(e.context("start the datapath"));
-            }
-        };
-        let stack = Self {
-            datapath,
-            engine,
-            config,
-        };
-        if let Err(e) = stack.attach(tap) {
-            stack.shutdown();
-            return Err(e);
+        if queues < usize::from(config.pipelines) {
+            tracing::info!(
+                asked = config.pipelines,
+                "the TAP has one queue (it existed without IFF_MULTI_QUEUE): one pipeline"
+            );
         }
-        Ok(stack)
+        let mut fds = vec![attached.fd];
+        fds.extend(attached.queues);
+        Ok(fds)
     }
 
-    fn attach(&self, tap: OwnedFd) -> anyhow::Result<()> {
-        // With offload, frames on the network are up to 64 KiB TCP segments (TSO).
-        let mtu = if self.config.offload {
-            usize::from(u16::MAX)
-        } else {
-            self.config.mtu as usize
-        };
-        let network = NetworkConfig {
-            icc: true,
-            ..NetworkConfig::with_mtu(mtu)
-        };
-        let gateway = Gateway {
-            masquerade: true,
-            port: GATEWAY_PORT,
-            network: self.config.router_network(),
-        };
-        self.datapath.add_routed_network(NET, network, gateway)?;
-        let io = if self.config.offload {
-            PortIo::TapOffload {
-                fd: tap,
-                mtu: self.config.mtu,
+    /// Starts one datapath and engine per TAP queue in `queues` (the first serves
+    /// published ports).
+    pub(crate) fn start_with_tap(
+        config: StackConfig,
+        queues: Vec<OwnedFd>,
+    ) -> anyhow::Result<Self> {
+        let mut pipelines = Vec::with_capacity(queues.len());
+        let mut started = Ok(());
+        for tap in queues {
+            match spawn_pipeline(&config) {
+                Ok((engine, datapath)) => {
+                    let attached = attach(&config, &datapath, tap);
+                    pipelines.push((datapath, engine));
+                    if let Err(e) = attached {
+                        started = Err(e);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    started = Err(e);
+                    break;
+                }
             }
-        } else {
-            PortIo::Tap(tap)
+        }
+        if started.is_ok() && pipelines.len() > 1 {
+            let links: Vec<_> = pipelines.iter().map(|(d, _)| d.sibling_link()).collect();
+            for (i, (datapath, _)) in pipelines.iter().enumerate() {
+                let siblings = Siblings {
+                    port: TAP_PORT,
+                    all: links
+                        .iter()
+                        .enumerate()
+                        .filter(|&(j, _)| j != i)
+                        .map(|(_, l)| l.clone())
+                        .collect(),
+                    primary: (i > 0).then(|| links[0].clone()),
+                    primary_udp_ports: Vec::new(),
+                };
+                if let Err(e) = datapath.set_siblings(siblings) {
+                    started = Err(e);
+                    break;
+                }
+            }
+        }
+        let mut pipelines = pipelines.into_iter();
+        let stack = match (started, pipelines.next()) {
+            (Ok(()), Some((datapath, engine))) => Self {
+                datapath,
+                engine,
+                more: pipelines.collect(),
+            },
+            (result, first) => {
+                for (datapath, engine) in first.into_iter().chain(pipelines) {
+                    stop_pipeline(datapath, engine);
+                }
+                return Err(result
+                    .err()
+                    .unwrap_or_else(|| anyhow::anyhow!("no TAP queue")));
+            }
         };
-        self.datapath
-            .add_port(TAP_PORT, NET, PortRole::Container, io)
+        Ok(stack)
     }
 
     /// Publishes `host_addr:host_port` to `guest_addr:guest_port` (ranges: `count` ports).
@@ -317,7 +334,7 @@ impl Stack {
         guest_port: u16,
         count: u16,
     ) -> Result<u32, String> {
-        self.engine.add_forward(Forward {
+        let id = self.engine.add_forward(Forward {
             proto,
             net: NET,
             host_addr,
@@ -325,11 +342,37 @@ impl Stack {
             guest_addr,
             guest_port,
             count,
-        })
+        })?;
+        self.share_published_udp_ports();
+        Ok(id)
     }
 
     pub(crate) fn remove_forward(&self, id: u32) -> Result<(), String> {
-        self.engine.remove_forward(id)
+        self.engine.remove_forward(id)?;
+        self.share_published_udp_ports();
+        Ok(())
+    }
+
+    /// Tells the other pipelines which guest UDP ports the first one publishes (their
+    /// datagrams of flows the others do not hold are answers to its clients).
+    fn share_published_udp_ports(&self) {
+        if self.more.is_empty() {
+            return;
+        }
+        let mut ports: Vec<u16> = self
+            .engine
+            .forwards()
+            .into_iter()
+            .filter(|(_, f)| f.proto == ForwardProto::Udp)
+            .flat_map(|(_, f)| (0..f.count).map(move |i| f.guest_port.wrapping_add(i)))
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        for (datapath, _) in &self.more {
+            if let Err(e) = datapath.set_primary_udp_ports(ports.clone()) {
+                tracing::warn!("tell a pipeline the published UDP ports: {e:#}");
+            }
+        }
     }
 
     pub(crate) fn forwards(&self) -> Vec<ForwardInfo> {
@@ -347,11 +390,85 @@ impl Stack {
             .collect()
     }
 
-    /// Stops everything; the TAP disappears with its fd.
+    /// Stops everything; the TAP disappears with its fds.
     pub(crate) fn shutdown(self) {
-        if let Err(e) = self.datapath.shutdown() {
-            tracing::warn!("stop the datapath: {e:#}");
+        stop_pipeline(self.datapath, self.engine);
+        for (datapath, engine) in self.more {
+            stop_pipeline(datapath, engine);
         }
-        self.engine.shutdown();
     }
+}
+
+/// Starts a datapath with its host-socket engine.
+fn spawn_pipeline(config: &StackConfig) -> anyhow::Result<(Engine, Datapath)> {
+    // Host-socket egress runs on the datapath thread: no hand-off between threads
+    // per packet. Measured side by side (benches/e2e.sh, 2 vCPUs) it moved as
+    // much or more (peer namespace -> published port 16.3 vs 12.8 Gbit/s) with
+    // 10-15% more request/response and 20-28% more connections per second than
+    // an engine thread of its own, which TAPNET_ENGINE=thread still gives.
+    let inline = std::env::var_os("TAPNET_ENGINE").is_none_or(|v| v != "thread");
+    if !inline && config.pipelines > 1 {
+        // A secondary pipeline asks its engine, on its own thread, whether it holds a
+        // flow before handing the packet on.
+        anyhow::bail!(
+            "TAPNET_PIPELINES above 1 needs the engine on the datapath thread (unset TAPNET_ENGINE)"
+        );
+    }
+    tracing::debug!(inline, "host-socket engine placement");
+    let backend = crate::datapath::backend_from_env();
+    let (engine, datapath) = if inline {
+        let (engine, link, core) =
+            Engine::spawn_inline(config.engine_config()).context("start host-socket egress")?;
+        let datapath =
+            Datapath::spawn_with_inline_engine(backend, SwitchConfig::default(), link, core);
+        (engine, datapath)
+    } else {
+        let (engine, link) =
+            Engine::spawn(config.engine_config()).context("start host-socket egress")?;
+        let datapath = Datapath::spawn_with_uplink(backend, SwitchConfig::default(), link);
+        (engine, datapath)
+    };
+    match datapath {
+        Ok(datapath) => Ok((engine, datapath)),
+        Err(e) => {
+            engine.shutdown();
+            Err(e.context("start the datapath"))
+        }
+    }
+}
+
+/// The routed network and the TAP queue `tap` as its port, on `datapath`.
+fn attach(config: &StackConfig, datapath: &Datapath, tap: OwnedFd) -> anyhow::Result<()> {
+    // With offload, frames on the network are up to 64 KiB TCP segments (TSO).
+    let mtu = if config.offload {
+        usize::from(u16::MAX)
+    } else {
+        config.mtu as usize
+    };
+    let network = NetworkConfig {
+        icc: true,
+        ..NetworkConfig::with_mtu(mtu)
+    };
+    let gateway = Gateway {
+        masquerade: true,
+        port: GATEWAY_PORT,
+        network: config.router_network(),
+    };
+    datapath.add_routed_network(NET, network, gateway)?;
+    let io = if config.offload {
+        PortIo::TapOffload {
+            fd: tap,
+            mtu: config.mtu,
+        }
+    } else {
+        PortIo::Tap(tap)
+    };
+    datapath.add_port(TAP_PORT, NET, PortRole::Container, io)
+}
+
+fn stop_pipeline(datapath: Datapath, engine: Engine) {
+    if let Err(e) = datapath.shutdown() {
+        tracing::warn!("stop the datapath: {e:#}");
+    }
+    engine.shutdown();
 }

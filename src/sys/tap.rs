@@ -60,9 +60,8 @@ pub(crate) struct TapOptions {
     pub(crate) exclusive: bool,
     /// `IFF_VNET_HDR`: prefix every frame with a `virtio_net_hdr`.
     pub(crate) vnet_hdr: bool,
-    /// `IFF_MULTI_QUEUE`: allow more fds (queues) on the same device. Note that every
-    /// open here uses `IFF_TUN_EXCL`; opening the second and later queues will need a
-    /// variant without it.
+    /// `IFF_MULTI_QUEUE`: allow more fds (queues) on the same device; the second and
+    /// later queues are opened with the same flags and `exclusive: false`.
     pub(crate) multi_queue: bool,
 }
 
@@ -120,6 +119,7 @@ pub(crate) enum TapError {
 pub(crate) struct Tap {
     fd: OwnedFd,
     name: String,
+    multi_queue: bool,
 }
 
 impl Tap {
@@ -169,7 +169,16 @@ impl Tap {
         // The kernel writes back the final name (the same, as we gave no template).
         let len = ifr.name.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
         let name = String::from_utf8_lossy(&ifr.name[..len]).into_owned();
-        Ok(Self { fd, name })
+        Ok(Self {
+            fd,
+            name,
+            multi_queue: options.multi_queue,
+        })
+    }
+
+    /// Whether it was opened as one queue of a multi-queue TAP (`IFF_MULTI_QUEUE`).
+    pub(crate) fn is_multi_queue(&self) -> bool {
+        self.multi_queue
     }
 
     /// The interface name.
