@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# benches/scale.sh - aggregate TCP egress with 1 and 2 rootless tapnet datapaths.
+# benches/scale.sh - TCP egress with 1 and 2 rootless tapnet pipelines.
 #
 # Usage (as root): sudo benches/scale.sh [-t SECS] [-r ROUNDS] [-m MTU]
 #
-# Rootless tapnet runs one datapath pipeline per container (one process each, as
-# slirp4netns and pasta do), so the cores of the machine are used by running
-# containers side by side.  This measures that: N = 1 and N = 2 containers, each
-# with its own `tapnet slirp4netns --configure --mtu=MTU`, each running one iperf3
-# stream to its own iperf3 server on the host's loopback (through 10.0.2.2) at the
-# same time; the aggregate Gbit/s per N is printed (median over rounds), with the
-# ratio N=2 / N=1.  Traffic stays on loopback and in the namespaces created here;
-# everything is removed on exit.
+# Two ways to use the cores, each measured with N = 1 and N = 2:
+# - pipelines in one process: one container whose tap0 has N queues
+#   (TAPNET_PIPELINES=N: a multi-queue TAP, one datapath thread per queue), running
+#   `iperf3 -P 4` (four streams, which the container's kernel spreads over the
+#   queues by a flow hash) to a server on the host's loopback (through 10.0.2.2);
+# - datapaths side by side: N containers, each with its own tapnet process, each
+#   running one iperf3 stream to its own server at the same time.
+# Each container is `tapnet slirp4netns --configure --mtu=MTU`.  The aggregate
+# Gbit/s per N is printed (median over rounds), with the ratio N=2 / N=1.  Traffic
+# stays on loopback and in the namespaces created here; everything is removed on exit.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -20,7 +22,7 @@ while getopts "t:r:m:h" o; do
 	t) SECS=$OPTARG ;;
 	r) ROUNDS=$OPTARG ;;
 	m) MTU=$OPTARG ;;
-	*) sed -n '2,14p' "$0"; exit 2 ;;
+	*) sed -n '2,16p' "$0"; exit 2 ;;
 	esac
 done
 command -v iperf3 >/dev/null || { apt-get update -qq && apt-get install -y -qq iperf3 >/dev/null; }
@@ -72,15 +74,34 @@ PY
 	rm -f /tmp/tnscale$$-*.json
 }
 
-declare -a ONE TWO
+run_pipelines() { # N: prints the Gbit/s of 4 streams from one container with N pipelines
+	local n=$1 ns=tnscale$$-p pid
+	ip netns add "$ns"; NSS+=("$ns")
+	TAPNET_PIPELINES=$n "$TAPNET" slirp4netns --configure --mtu="$MTU" --disable-dns --netns-type=path "/run/netns/$ns" tap0 >/dev/null 2>&1 &
+	pid=$!
+	sleep 1
+	ip netns exec "$ns" iperf3 -J -c 10.0.2.2 -p 5311 -P 4 -t "$SECS" -O 1 >"/tmp/tnscale$$-p.json" 2>/dev/null
+	kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+	ip netns del "$ns"
+	NSS=()
+	python3 -c "import json; print(f\"{json.load(open('/tmp/tnscale$$-p.json'))['end']['sum_received']['bits_per_second'] / 1e9:.2f}\")"
+	rm -f /tmp/tnscale$$-p.json
+}
+
+declare -a ONE TWO P1 P2
 for r in $(seq 1 "$ROUNDS"); do
+	P1+=("$(run_pipelines 1)")
+	P2+=("$(run_pipelines 2)")
 	ONE+=("$(run_n 1)")
 	TWO+=("$(run_n 2)")
-	echo "round $r: 1 datapath ${ONE[-1]} Gbit/s, 2 datapaths ${TWO[-1]} Gbit/s" >&2
+	echo "round $r: one process, 1 pipeline ${P1[-1]}, 2 pipelines ${P2[-1]}; 1 datapath ${ONE[-1]}, 2 datapaths ${TWO[-1]} Gbit/s" >&2
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 m1=$(median "${ONE[@]}") m2=$(median "${TWO[@]}")
-echo "| datapaths (containers) | aggregate TCP container → host, MTU $MTU, Gbit/s |"
-echo "|---:|---:|"
-echo "| 1 | $m1 |"
-echo "| 2 | $m2 ($(python3 -c "print(f'{$m2/$m1:.2f}')")×) |"
+p1=$(median "${P1[@]}") p2=$(median "${P2[@]}")
+ratio() { python3 -c "print(f'{$2/$1:.2f}')"; }
+echo "| N | one container, N pipelines (TAP queues), 4 streams, Gbit/s | N containers side by side, 1 stream each, Gbit/s |"
+echo "|---:|---:|---:|"
+echo "| 1 | $p1 | $m1 |"
+echo "| 2 | $p2 ($(ratio "$p1" "$p2")×) | $m2 ($(ratio "$m1" "$m2")×) |"
+echo "(MTU $MTU, TCP container → host service, medians of $ROUNDS rounds of $SECS s)"
