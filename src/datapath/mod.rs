@@ -9,10 +9,14 @@
 //!   sent over a channel to the datapath thread, plus a wake-up through an eventfd the
 //!   thread always listens to, and a reply channel.
 //!
-//! Today there is one pipeline thread. The shape allows one per core later: each
-//! pipeline owns its ring (or epoll set), its own subset of port queues (multi-queue
-//! TAPs, AF_PACKET fanout members) and its own switch replica; the handle would fan
-//! commands out to all of them.
+//! A [`Datapath`] is one pipeline thread. The rootless stack runs one per queue of a
+//! multi-queue TAP (`TAPNET_PIPELINES`): each owns its ring (or epoll set), its
+//! queue's fd, its own switch, router and host-socket engine, and no state is shared
+//! on the per-packet path. Frames that feed the router's state (ARP, NDP, DHCP) are
+//! copied to the sibling pipelines, and a secondary pipeline hands guest packets of
+//! flows its engine does not hold to the first ([`Siblings`]). The daemon runs one
+//! pipeline: sharding its bridge, NAT and packet uplink needs flow placement the
+//! kernel's keyed fanout hash does not give (see the README).
 
 mod epoll;
 mod offload;
