@@ -68,11 +68,12 @@ impl Host {
         self.children.push(self.ns.spawn(args));
     }
 
-    /// `tapnet run ARGS` as user nobody, inside this host; with a time limit.
-    fn run(&self, args: &[&str]) -> Output {
+    /// `timeout 60 setpriv (as nobody) env ENV... tapnet run ARGS`.
+    fn run_command(&self, args: &[&str]) -> Vec<String> {
         let nobody = common::NOBODY.to_string();
-        let mut full = vec!["netns", "exec", &self.ns.name, "timeout", "60"];
-        full.extend([
+        let mut full: Vec<String> = [
+            "timeout",
+            "60",
             "setpriv",
             "--reuid",
             &nobody,
@@ -80,15 +81,32 @@ impl Host {
             &nobody,
             "--clear-groups",
             "env",
-        ]);
-        full.extend(self.env.iter().map(String::as_str));
-        full.extend([tapnet_bin(), "run"]);
-        full.extend_from_slice(args);
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        full.extend(self.env.iter().cloned());
+        full.extend([tapnet_bin().to_owned(), "run".to_owned()]);
+        full.extend(args.iter().map(|a| (*a).to_owned()));
+        full
+    }
+
+    /// `tapnet run ARGS` as user nobody, inside this host; with a time limit.
+    fn run(&self, args: &[&str]) -> Output {
+        let command = self.run_command(args);
         Command::new("ip")
-            .args(&full)
+            .args(["netns", "exec", &self.ns.name])
+            .args(&command)
             .stdin(Stdio::null())
             .output()
             .expect("run tapnet")
+    }
+
+    /// Starts `tapnet run ARGS` as [`Self::run`] does, in the background; it is
+    /// killed when the guard drops.
+    fn spawn_run(&self, args: &[&str]) -> ChildGuard {
+        let command = self.run_command(args);
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
+        self.ns.spawn(&command)
     }
 
     /// `tapnet run ARGS -- sh -c SCRIPT`, which must succeed; returns its stdout.
@@ -363,18 +381,7 @@ fn published_ports_keep_the_clients_address() {
                   sleep 1; \
                   echo hairpin=$(echo q | socat -t 2 - TCP:10.0.2.2:18080); \
                   sleep 25";
-    let nobody = common::NOBODY.to_string();
-    let container = host.ns.spawn(&[
-        "timeout",
-        "60",
-        "setpriv",
-        "--reuid",
-        &nobody,
-        "--regid",
-        &nobody,
-        "--clear-groups",
-        tapnet_bin(),
-        "run",
+    let container = host.spawn_run(&[
         "-p",
         "18080:80",
         "-p",
@@ -628,20 +635,7 @@ fn two_pipelines_share_tap0_and_keep_every_flow_byte_exact() {
     }
 
     // Published ports: several clients at once from the host, each byte-exact.
-    let nobody = common::NOBODY.to_string();
-    let container = host.ns.spawn(&[
-        "timeout",
-        "60",
-        "setpriv",
-        "--reuid",
-        &nobody,
-        "--regid",
-        &nobody,
-        "--clear-groups",
-        "env",
-        "TAPNET_PIPELINES=2",
-        tapnet_bin(),
-        "run",
+    let container = host.spawn_run(&[
         "-p",
         "18180:80",
         "-p",

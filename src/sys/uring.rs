@@ -750,6 +750,17 @@ mod tests {
     use super::*;
     use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
 
+    /// A non-blocking SEQPACKET socket pair: one read or write is one whole message.
+    fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
+        socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::NONBLOCK,
+            None,
+        )
+        .unwrap()
+    }
+
     fn ring_or_skip() -> Option<Ring> {
         match Ring::new(64) {
             Ok(r) => Some(r),
@@ -777,13 +788,7 @@ mod tests {
         let Some(mut ring) = ring_or_skip() else {
             return;
         };
-        let (a, b) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::NONBLOCK,
-            None,
-        )
-        .unwrap();
+        let (a, b) = seqpacket_pair();
         let fa = ring.add_file(a);
         let fb = ring.add_file(b);
         let rx = ring.alloc_buf(2048, 1);
@@ -834,13 +839,7 @@ mod tests {
         let Some(mut ring) = ring_or_skip() else {
             return;
         };
-        let (a, b) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::NONBLOCK,
-            None,
-        )
-        .unwrap();
+        let (a, b) = seqpacket_pair();
         let fb = ring.add_file(b);
         let rx = ring.alloc_buf(64, 1);
         ring.push_read(fb, rx, 7, false).unwrap();
@@ -869,13 +868,7 @@ mod tests {
         let Some(mut ring) = ring_or_skip() else {
             return;
         };
-        let (a, _b) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::NONBLOCK,
-            None,
-        )
-        .unwrap();
+        let (a, _b) = seqpacket_pair();
         let fa = ring.add_file(a);
         let bufs: Vec<BufId> = (0..4).map(|i| ring.alloc_buf(1024, i)).collect();
         for &b in &bufs {
@@ -907,13 +900,7 @@ mod tests {
         let Some(mut ring) = ring_or_skip() else {
             return;
         };
-        let (a, _b) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::NONBLOCK,
-            None,
-        )
-        .unwrap();
+        let (a, _b) = seqpacket_pair();
         let fa = ring.add_file(a);
         let buf = ring.alloc_buf(64, 0);
         ring.push_read(fa, buf, 0, true).unwrap();
@@ -933,13 +920,7 @@ mod tests {
         let Some(mut ring) = ring_or_skip() else {
             return;
         };
-        let (a, _b) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::NONBLOCK,
-            None,
-        )
-        .unwrap();
+        let (a, _b) = seqpacket_pair();
         let fa = ring.add_file(a);
         for i in 0..8 {
             let b = ring.alloc_buf(1024, i);
