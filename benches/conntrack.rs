@@ -7,6 +7,9 @@
 //!   1 M case misses the caches as real traffic would. Target (a later issue): >= 8 M
 //!   packets/s per core through lookup + NAT rewrite, and <= 2x the per-packet cost
 //!   from 1 k to 1 M flows.
+//! - `track_established/1M-tracked-1k-active`: the 1 M table, with the packets of
+//!   1 k of its flows only (scattered over the table): the idle flows cost memory,
+//!   not time.
 //! - `track_established_burst/{1k,1M}`: the same packets through `track_burst`, 32 at
 //!   a time (the lookups of a burst overlap their cache misses); per packet.
 //! - `insert_remove/{1k,1M}`: create a UDP flow (`track` of its first packet) and
@@ -75,20 +78,32 @@ fn track_established(c: &mut Criterion) {
     for (name, flows) in SIZES {
         let (mut ct, keys) = established_table(flows);
         let now = Instant::from_secs(2);
-        let mut i = 0usize;
-        group.bench_function(BenchmarkId::from_parameter(name), |b| {
-            b.iter(|| {
-                let k = &keys[i];
-                i += 1;
-                if i == keys.len() {
-                    i = 0;
-                }
-                black_box(ct.track(now, black_box(k), Some(TcpFlags::ACK), 1500))
-            })
-        });
+        let mut bench = |name: &str, keys: &[FlowKey]| {
+            let mut i = 0usize;
+            group.bench_function(BenchmarkId::from_parameter(name), |b| {
+                b.iter(|| {
+                    let k = &keys[i];
+                    i += 1;
+                    if i == keys.len() {
+                        i = 0;
+                    }
+                    black_box(ct.track(now, black_box(k), Some(TcpFlags::ACK), 1500))
+                })
+            });
+        };
+        bench(name, &keys);
+        if flows > ACTIVE {
+            // The same table, with traffic on 1 k of its flows (scattered over it, as
+            // the visiting order is shuffled): most tracked flows of a real table are
+            // idle at any moment.
+            bench("1M-tracked-1k-active", &keys[..ACTIVE as usize]);
+        }
     }
     group.finish();
 }
+
+/// Flows with traffic in `track_established/1M-tracked-1k-active`.
+const ACTIVE: u32 = 1_000;
 
 fn track_established_burst(c: &mut Criterion) {
     const BURST: usize = 32;
