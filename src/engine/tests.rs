@@ -883,3 +883,82 @@ fn iperf3_egress_throughput() {
         let _ = server.wait();
     }
 }
+
+/// What a secondary pipeline hands to the first: segments of TCP connections this
+/// engine does not hold, and datagrams of unknown UDP flows from published guest
+/// ports; everything it holds or may start stays. Host sockets on 127.0.0.1 only.
+#[test]
+fn owns_the_flows_it_holds_and_the_ones_it_may_start() {
+    use etherparse::PacketBuilder;
+    let config = EngineConfig {
+        networks: vec![EngineNetwork {
+            id: NET,
+            gateway: GW,
+            host_loopback: true,
+            dns: Some(DNS),
+            gateway6: None,
+            dns6: None,
+            mtu: 1500,
+        }],
+        outbound_addr: None,
+        outbound_addr6: None,
+        resolvers: vec![IpAddr::V4(RESOLVER)],
+        conntrack: ConntrackConfig::default(),
+        local_names: None,
+    };
+    let (_engine, link, mut inline) = Engine::spawn_inline(config).expect("inline engine");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tcp = |sport: u16, syn: bool| {
+        let b = PacketBuilder::ipv4(GUEST.octets(), GW.octets(), 64).tcp(sport, port, 1, 64240);
+        let b = if syn { b.syn() } else { b.ack(1) };
+        let mut p = Vec::new();
+        b.write(&mut p, &[]).unwrap();
+        p
+    };
+    let udp = |sport: u16| {
+        let mut p = Vec::new();
+        PacketBuilder::ipv4(GUEST.octets(), GW.octets(), 64)
+            .udp(sport, 9)
+            .write(&mut p, b"x")
+            .unwrap();
+        p
+    };
+    let published_udp = [5353];
+    let owns = |inline: &InlineEngine, p: &[u8]| inline.owns_guest_packet(NET, p, &published_udp);
+
+    assert!(owns(&inline, &tcp(40000, true)), "a SYN starts a flow here");
+    assert!(
+        !owns(&inline, &tcp(40000, false)),
+        "a segment of an unknown connection"
+    );
+    assert!(link.send(NET, &tcp(40000, true)));
+    inline.step(false);
+    assert!(
+        owns(&inline, &tcp(40000, false)),
+        "a segment of a connection it holds"
+    );
+    assert!(
+        !owns(&inline, &tcp(40001, false)),
+        "another port's connection"
+    );
+
+    assert!(
+        owns(&inline, &udp(6000)),
+        "a new UDP flow from an unpublished port"
+    );
+    assert!(
+        !owns(&inline, &udp(5353)),
+        "an answer from a published port"
+    );
+    let mut ping = Vec::new();
+    PacketBuilder::ipv4(GUEST.octets(), GW.octets(), 64)
+        .icmpv4_echo_request(1, 1)
+        .write(&mut ping, &[])
+        .unwrap();
+    assert!(owns(&inline, &ping), "ICMP");
+    assert!(
+        owns(&inline, &[0x45, 0]),
+        "malformed: dropped where it landed"
+    );
+}
