@@ -164,12 +164,11 @@ impl EpollLoop {
 
     pub(crate) fn run(&mut self, commands: &Receiver<Command>) {
         let mut now = monotonic_now();
-        let mut spin = AdaptiveSpin::from_env();
-        let mut last_activity = now;
+        let mut spin = AdaptiveSpin::from_env(now);
         self.handle_commands(now, commands);
         while self.shutdown.is_none() {
             // Poll for a short, adaptive window after traffic before sleeping (`spin`).
-            let polling = spin.keep_polling(now.saturating_duration_since(last_activity));
+            let polling = spin.keep_polling(now);
             let timeout = if polling {
                 Some(timespec(Duration::ZERO))
             } else {
@@ -191,10 +190,7 @@ impl EpollLoop {
             }
             now = monotonic_now();
             if !self.events.is_empty() {
-                if !polling {
-                    spin.woke_after(now.saturating_duration_since(last_activity));
-                }
-                last_activity = now;
+                spin.events_at(now, !polling);
             }
             for i in 0..self.events.len() {
                 let data = self.events[i].data.u64();

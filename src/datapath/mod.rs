@@ -332,7 +332,6 @@ impl Datapath {
         self.call(|r| Command::SetPacketUplink(Box::new(config), io, r))
     }
 
-    /// DNAT of a published port through the packet uplink.
     /// A link through which sibling pipelines hand this one frames.
     pub(crate) fn sibling_link(&self) -> SiblingLink {
         SiblingLink {
@@ -351,6 +350,7 @@ impl Datapath {
         self.call(|r| Command::SetPrimaryUdpPorts(ports, r))
     }
 
+    /// DNAT of a published port through the packet uplink.
     pub(crate) fn publish(&self, rule: tapnet_nat::PublishRule) -> anyhow::Result<()> {
         self.call(|r| Command::Publish(rule, r))
     }

@@ -355,7 +355,7 @@ impl<H> Pipeline<H> {
         &mut self,
         now: Instant,
         port: PortId,
-        frame: &[u8],
+        frame: &mut [u8],
         offload: Option<Offload>,
         writer: &W,
     ) {
@@ -363,15 +363,7 @@ impl<H> Pipeline<H> {
         let mut egress = Egress::default();
         self.handle_rx(now, port, frame, offload, &mut egress, writer);
         self.siblings = siblings;
-        for out in egress.ports {
-            let Some(entry) = self.ports.get_mut(&out) else {
-                continue;
-            };
-            if let Err(errno) = writer.write_now(&entry.io, frame, offload) {
-                entry.tx_errors += 1;
-                tracing::trace!(?out, errno, "write of a shared frame failed");
-            }
-        }
+        Self::write_now_to(&mut self.ports, &egress.ports, frame, offload, writer);
     }
 
     /// Hands a frame that reached gateway `port` to the router and acts on its verdict.
@@ -445,7 +437,7 @@ impl<H> Pipeline<H> {
         now: Instant,
         port: PortId,
         len: usize,
-        mut offload: Option<Offload>,
+        offload: Option<Offload>,
         writer: &W,
     ) {
         let Some(frame) = self.scratch.get_mut(..len) else {
@@ -457,14 +449,32 @@ impl<H> Pipeline<H> {
             Verdict::Flood(outs) => self.inject_egress.ports.extend_from_slice(outs),
             Verdict::Drop(reason) => tracing::trace!(?port, ?reason, "drop injected frame"),
         }
+        Self::write_now_to(
+            &mut self.ports,
+            &self.inject_egress.ports,
+            frame,
+            offload,
+            writer,
+        );
+    }
+
+    /// Writes `frame` (with `offload`) to each of `egress` at once, completing a
+    /// partial checksum first when one of them takes none.
+    fn write_now_to<W: DirectWrite<H>>(
+        ports: &mut PortMap<H>,
+        egress: &[PortId],
+        frame: &mut [u8],
+        mut offload: Option<Offload>,
+        writer: &W,
+    ) {
         if offload.is_some_and(|o| o.csum.is_some())
-            && Self::any_without_offload(&self.ports, &self.inject_egress.ports, writer)
+            && Self::any_without_offload(ports, egress, writer)
         {
             offload = offload::finish_offload_checksum(frame, offload);
         }
         let frame = &*frame;
-        for &out in &self.inject_egress.ports {
-            let Some(entry) = self.ports.get_mut(&out) else {
+        for &out in egress {
+            let Some(entry) = ports.get_mut(&out) else {
                 continue;
             };
             if let Err(errno) = writer.write_now(&entry.io, frame, offload) {
@@ -729,8 +739,8 @@ impl<H> Pipeline<H> {
                 }
                 let _ = reply.send(Ok(()));
             }
-            Command::SharedFrame(port, frame, offload) => {
-                self.handle_shared_frame(now, port, &frame, offload, backend);
+            Command::SharedFrame(port, mut frame, offload) => {
+                self.handle_shared_frame(now, port, &mut frame, offload, backend);
             }
             Command::SetPacketUplink(config, io, reply) => {
                 let _ = reply.send(self.set_packet_uplink(*config, io, backend));

@@ -14,6 +14,8 @@
 
 use std::time::Duration;
 
+use tapnet_wire::Instant;
+
 /// The polling window before sleeping; pure bookkeeping, the loop does the polling.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct AdaptiveSpin {
@@ -21,35 +23,46 @@ pub(crate) struct AdaptiveSpin {
     max: Duration,
     /// The current window.
     limit: Duration,
+    /// When the loop last had an event.
+    last_event: Instant,
 }
 
 /// `TAPNET_BUSY_POLL_US` when set (0 turns polling off), else this.
 pub(crate) const DEFAULT_MAX_SPIN: Duration = Duration::from_micros(100);
 
 impl AdaptiveSpin {
-    pub(crate) fn new(max: Duration) -> Self {
+    pub(crate) fn new(max: Duration, now: Instant) -> Self {
         Self {
             max,
             limit: Duration::ZERO,
+            last_event: now,
         }
     }
 
     /// The window from `TAPNET_BUSY_POLL_US` (microseconds), else [`DEFAULT_MAX_SPIN`].
-    pub(crate) fn from_env() -> Self {
+    pub(crate) fn from_env(now: Instant) -> Self {
         let max = std::env::var("TAPNET_BUSY_POLL_US")
             .ok()
             .and_then(|v| v.parse().ok())
             .map_or(DEFAULT_MAX_SPIN, Duration::from_micros);
-        Self::new(max)
+        Self::new(max, now)
     }
 
-    /// Whether to poll (wait without sleeping) when the last event was `idle` ago.
-    pub(crate) fn keep_polling(&self, idle: Duration) -> bool {
-        idle < self.limit
+    /// Whether to poll (wait without sleeping) at `now`.
+    pub(crate) fn keep_polling(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_event) < self.limit
+    }
+
+    /// The loop had events at `now`; `slept`: it had waited for them asleep.
+    pub(crate) fn events_at(&mut self, now: Instant, slept: bool) {
+        if slept {
+            self.woke_after(now.saturating_duration_since(self.last_event));
+        }
+        self.last_event = now;
     }
 
     /// The thread slept and an event woke it `idle` after the last one.
-    pub(crate) fn woke_after(&mut self, idle: Duration) {
+    fn woke_after(&mut self, idle: Duration) {
         if idle <= self.max {
             // Polling up to `idle` would have saved this wake-up.
             self.limit = (self.limit * 2).max(self.max / 4).min(self.max);
@@ -73,28 +86,33 @@ mod tests {
 
     const MAX: Duration = Duration::from_micros(80);
 
+    /// `idle` after the last event of a loop whose last event was at the epoch.
+    fn after(idle: Duration) -> Instant {
+        Instant::ZERO + idle
+    }
+
     #[test]
     fn starts_without_polling() {
-        let spin = AdaptiveSpin::new(MAX);
-        assert!(!spin.keep_polling(Duration::ZERO));
+        let spin = AdaptiveSpin::new(MAX, Instant::ZERO);
+        assert!(!spin.keep_polling(after(Duration::ZERO)));
     }
 
     #[test]
     fn short_gaps_grow_the_window_to_the_maximum() {
-        let mut spin = AdaptiveSpin::new(MAX);
+        let mut spin = AdaptiveSpin::new(MAX, Instant::ZERO);
         spin.woke_after(Duration::from_micros(30));
         assert_eq!(spin.limit(), MAX / 4);
         spin.woke_after(Duration::from_micros(30));
         spin.woke_after(Duration::from_micros(30));
         spin.woke_after(Duration::from_micros(30));
         assert_eq!(spin.limit(), MAX);
-        assert!(spin.keep_polling(Duration::from_micros(79)));
-        assert!(!spin.keep_polling(MAX));
+        assert!(spin.keep_polling(after(Duration::from_micros(79))));
+        assert!(!spin.keep_polling(after(MAX)));
     }
 
     #[test]
     fn long_gaps_shrink_the_window_to_nothing() {
-        let mut spin = AdaptiveSpin::new(MAX);
+        let mut spin = AdaptiveSpin::new(MAX, Instant::ZERO);
         for _ in 0..3 {
             spin.woke_after(Duration::from_micros(10));
         }
@@ -106,14 +124,14 @@ mod tests {
         }
         // 80 -> 40 -> 20 -> 10 (= MAX/8, kept) -> 0.
         assert_eq!(sleeps, 4);
-        assert!(!spin.keep_polling(Duration::ZERO));
+        assert!(!spin.keep_polling(after(Duration::ZERO)));
     }
 
     #[test]
     fn zero_maximum_never_polls() {
-        let mut spin = AdaptiveSpin::new(Duration::ZERO);
+        let mut spin = AdaptiveSpin::new(Duration::ZERO, Instant::ZERO);
         spin.woke_after(Duration::ZERO);
         spin.woke_after(Duration::from_micros(1));
-        assert!(!spin.keep_polling(Duration::ZERO));
+        assert!(!spin.keep_polling(after(Duration::ZERO)));
     }
 }

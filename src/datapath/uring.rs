@@ -280,15 +280,13 @@ impl UringLoop {
 
     pub(crate) fn run(&mut self, commands: &Receiver<Command>) {
         let mut now = monotonic_now();
-        let mut spin = AdaptiveSpin::from_env();
-        let mut last_activity = now;
+        let mut spin = AdaptiveSpin::from_env(now);
         self.handle_commands(now, commands);
         while self.shutdown.is_none() {
             self.retry_parked();
             // Right after traffic, poll without sleeping for a short, adaptive window:
             // a packet that arrives then costs no wake-up of this thread (see `spin`).
-            let polling = spin.keep_polling(now.saturating_duration_since(last_activity))
-                || !self.io.retry.is_empty();
+            let polling = spin.keep_polling(now) || !self.io.retry.is_empty();
             let entered = if polling {
                 self.io.ring.submit_and_poll()
             } else {
@@ -305,10 +303,7 @@ impl UringLoop {
             now = monotonic_now();
             self.io.ring.reap(&mut self.completions);
             if !self.completions.is_empty() {
-                if !polling {
-                    spin.woke_after(now.saturating_duration_since(last_activity));
-                }
-                last_activity = now;
+                spin.events_at(now, !polling);
             }
             let completions = std::mem::take(&mut self.completions);
             for c in &completions {

@@ -181,14 +181,11 @@ impl StackConfig {
 /// A running rootless stack.
 #[derive(Debug)]
 pub(crate) struct Stack {
-    datapath: Datapath,
-    engine: Engine,
-    /// With a multi-queue TAP, the pipelines of its further queues, each with a
-    /// host-socket engine of its own. The container's kernel picks a queue per flow
-    /// (a hash of the flow, then the queue the flow's frames last came in on, which the
-    /// TUN driver records), so a flow stays on one pipeline; published ports are
-    /// served by the first pipeline.
-    more: Vec<(Datapath, Engine)>,
+    /// One datapath and host-socket engine per TAP queue; never empty. The container's
+    /// kernel picks a queue per flow (a hash of the flow, then the queue the flow's
+    /// frames last came in on, which the TUN driver records), so a flow stays on one
+    /// pipeline; published ports are served by the first.
+    pipelines: Vec<(Datapath, Engine)>,
 }
 
 /// Most pipelines (TAP queues) of one stack.
@@ -267,60 +264,22 @@ impl Stack {
         queues: Vec<OwnedFd>,
     ) -> anyhow::Result<Self> {
         let mut pipelines = Vec::with_capacity(queues.len());
-        let mut started = Ok(());
-        for tap in queues {
-            match spawn_pipeline(&config) {
-                Ok((engine, datapath)) => {
-                    let attached = attach(&config, &datapath, tap);
-                    pipelines.push((datapath, engine));
-                    if let Err(e) = attached {
-                        started = Err(e);
-                        break;
-                    }
-                }
-                Err(e) => {
-                    started = Err(e);
-                    break;
-                }
-            }
-        }
-        if started.is_ok() && pipelines.len() > 1 {
-            let links: Vec<_> = pipelines.iter().map(|(d, _)| d.sibling_link()).collect();
-            for (i, (datapath, _)) in pipelines.iter().enumerate() {
-                let siblings = Siblings {
-                    port: TAP_PORT,
-                    all: links
-                        .iter()
-                        .enumerate()
-                        .filter(|&(j, _)| j != i)
-                        .map(|(_, l)| l.clone())
-                        .collect(),
-                    primary: (i > 0).then(|| links[0].clone()),
-                    primary_udp_ports: Vec::new(),
-                };
-                if let Err(e) = datapath.set_siblings(siblings) {
-                    started = Err(e);
-                    break;
-                }
-            }
-        }
-        let mut pipelines = pipelines.into_iter();
-        let stack = match (started, pipelines.next()) {
-            (Ok(()), Some((datapath, engine))) => Self {
-                datapath,
-                engine,
-                more: pipelines.collect(),
-            },
-            (result, first) => {
-                for (datapath, engine) in first.into_iter().chain(pipelines) {
+        match start_pipelines(&config, queues, &mut pipelines) {
+            Ok(()) if !pipelines.is_empty() => Ok(Self { pipelines }),
+            result => {
+                for (datapath, engine) in pipelines {
                     stop_pipeline(datapath, engine);
                 }
-                return Err(result
+                Err(result
                     .err()
-                    .unwrap_or_else(|| anyhow::anyhow!("no TAP queue")));
+                    .unwrap_or_else(|| anyhow::anyhow!("no TAP queue")))
             }
-        };
-        Ok(stack)
+        }
+    }
+
+    /// The first pipeline's engine: it serves the published ports.
+    fn primary(&self) -> &Engine {
+        &self.pipelines[0].1
     }
 
     /// Publishes `host_addr:host_port` to `guest_addr:guest_port` (ranges: `count` ports).
@@ -334,7 +293,7 @@ impl Stack {
         guest_port: u16,
         count: u16,
     ) -> Result<u32, String> {
-        let id = self.engine.add_forward(Forward {
+        let id = self.primary().add_forward(Forward {
             proto,
             net: NET,
             host_addr,
@@ -348,7 +307,7 @@ impl Stack {
     }
 
     pub(crate) fn remove_forward(&self, id: u32) -> Result<(), String> {
-        self.engine.remove_forward(id)?;
+        self.primary().remove_forward(id)?;
         self.share_published_udp_ports();
         Ok(())
     }
@@ -356,11 +315,12 @@ impl Stack {
     /// Tells the other pipelines which guest UDP ports the first one publishes (their
     /// datagrams of flows the others do not hold are answers to its clients).
     fn share_published_udp_ports(&self) {
-        if self.more.is_empty() {
+        let others = &self.pipelines[1..];
+        if others.is_empty() {
             return;
         }
         let mut ports: Vec<u16> = self
-            .engine
+            .primary()
             .forwards()
             .into_iter()
             .filter(|(_, f)| f.proto == ForwardProto::Udp)
@@ -368,7 +328,7 @@ impl Stack {
             .collect();
         ports.sort_unstable();
         ports.dedup();
-        for (datapath, _) in &self.more {
+        for (datapath, _) in others {
             if let Err(e) = datapath.set_primary_udp_ports(ports.clone()) {
                 tracing::warn!("tell a pipeline the published UDP ports: {e:#}");
             }
@@ -376,7 +336,7 @@ impl Stack {
     }
 
     pub(crate) fn forwards(&self) -> Vec<ForwardInfo> {
-        self.engine
+        self.primary()
             .forwards()
             .into_iter()
             .map(|(id, f)| ForwardInfo {
@@ -392,11 +352,40 @@ impl Stack {
 
     /// Stops everything; the TAP disappears with its fds.
     pub(crate) fn shutdown(self) {
-        stop_pipeline(self.datapath, self.engine);
-        for (datapath, engine) in self.more {
+        for (datapath, engine) in self.pipelines {
             stop_pipeline(datapath, engine);
         }
     }
+}
+
+/// Starts a pipeline per TAP queue into `pipelines` (the caller stops them on an
+/// error), then tells each about the others.
+fn start_pipelines(
+    config: &StackConfig,
+    queues: Vec<OwnedFd>,
+    pipelines: &mut Vec<(Datapath, Engine)>,
+) -> anyhow::Result<()> {
+    for tap in queues {
+        let (engine, datapath) = spawn_pipeline(config)?;
+        let attached = attach(config, &datapath, tap);
+        pipelines.push((datapath, engine));
+        attached?;
+    }
+    if pipelines.len() < 2 {
+        return Ok(());
+    }
+    let links: Vec<_> = pipelines.iter().map(|(d, _)| d.sibling_link()).collect();
+    for (i, (datapath, _)) in pipelines.iter().enumerate() {
+        let mut others = links.clone();
+        others.remove(i);
+        datapath.set_siblings(Siblings {
+            port: TAP_PORT,
+            all: others,
+            primary: (i > 0).then(|| links[0].clone()),
+            primary_udp_ports: Vec::new(),
+        })?;
+    }
+    Ok(())
 }
 
 /// Starts a datapath with its host-socket engine.

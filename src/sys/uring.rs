@@ -182,6 +182,24 @@ impl std::fmt::Debug for Ring {
     }
 }
 
+/// The result of an `io_uring_enter`, with what only says "try again later" (a wait
+/// timed out, a signal, a full completion queue) taken as success: the loop comes
+/// back anyway.
+fn transient_ok(res: io::Result<usize>) -> io::Result<()> {
+    match res {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl Ring {
     /// Creates a ring with `entries` submission slots, trying the cheapest task-run
     /// mode first. Fails if io_uring is unavailable (EPERM from seccomp or
@@ -575,18 +593,7 @@ impl Ring {
                 self.ring.submitter().submit_with_args(1, &args)
             }
         };
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        transient_ok(res)
     }
 
     /// Submits what is queued and gathers completions without sleeping. Enters the
@@ -597,30 +604,19 @@ impl Ring {
         let sq = self.ring.submission();
         let quiet = sq.is_empty() && !sq.taskrun() && !sq.cq_overflow();
         drop(sq);
-        if quiet && self.mode != SetupMode::Plain {
-            return Ok(());
-        }
-        let res = if self.mode == SetupMode::Plain {
+        let res = match self.mode {
             // Without the flag, entering runs whatever task work is pending.
-            self.ring.submit()
-        } else {
-            self.ring.submitter().submit_and_wait(0)
+            SetupMode::Plain => self.ring.submit(),
+            _ if quiet => return Ok(()),
+            _ => self.ring.submitter().submit_and_wait(0),
         };
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        transient_ok(res)
     }
 
     /// Submits everything queued without waiting.
     #[cfg(test)]
     pub(crate) fn submit(&mut self) -> io::Result<()> {
-        match self.ring.submit() {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        transient_ok(self.ring.submit())
     }
 
     /// Reaps every available completion into `out` (cleared first), updating buffer
