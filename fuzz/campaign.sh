@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# A coverage-guided fuzz campaign on one target, then a minimised corpus.
+#
+#   fuzz/campaign.sh TARGET SECONDS        # e.g. fuzz/campaign.sh router_frames 1800
+#   fuzz/campaign.sh all SECONDS           # every target in turn, SECONDS each
+#   fuzz/campaign.sh list                  # the targets
+#
+# It runs `cargo fuzz run` (libFuzzer, with the address sanitizer unless
+# SANITIZER=none) on the stable toolchain through RUSTC_BOOTSTRAP=1, starting from the
+# committed corpus `fuzz/corpus/TARGET` and growing a working corpus in
+# `fuzz/work/TARGET` (not committed). When the time is up it merges both into a
+# minimal set with libFuzzer's `-merge=1` and writes that back to `fuzz/corpus/TARGET`:
+# files named `seed_*` or `crash_*` (hand-made seeds and regression inputs) are always
+# kept; every other file is kept only if it adds coverage. Crashes, leaks, timeouts
+# and out-of-memory inputs land in `fuzz/artifacts/TARGET/`; the script lists them and
+# exits 1 if there are any. Fix the bug, then copy the input into the corpus as
+# `crash_<what>.bin`: the corpus replay tests (`cargo test`) keep it as a regression.
+#
+# The summary line gives executions, edge coverage (`cov`), features (`ft`) and the
+# corpus size before and after minimisation. Environment: JOBS=N runs N fuzzing
+# processes at once (default 1), SANITIZER=address|none, FUZZ_ARGS adds libFuzzer
+# options (e.g. "-max_len=4096"), NICE=N runs at that niceness (default 10).
+#
+# The targets open no socket and send nothing; the engine target models host sockets
+# in memory. CI does not run campaigns; it replays the committed corpora.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+targets() { sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^tapnet-fuzz$'; }
+
+usage() {
+	echo "usage: fuzz/campaign.sh TARGET|all SECONDS | list" >&2
+	exit 2
+}
+
+[ $# -ge 1 ] || usage
+if [ "$1" = list ]; then
+	targets
+	exit 0
+fi
+[ $# -eq 2 ] || usage
+TARGET=$1
+SECONDS_EACH=$2
+case $SECONDS_EACH in '' | *[!0-9]*) usage ;; esac
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+	echo "campaign: installing cargo-fuzz (cargo install cargo-fuzz)" >&2
+	cargo install cargo-fuzz >&2
+fi
+export RUSTC_BOOTSTRAP=1
+JOBS=${JOBS:-1}
+SANITIZER=${SANITIZER:-address}
+NICE=${NICE:-10}
+
+campaign() {
+	local t=$1 corpus=corpus/$1 work=work/$1 art=artifacts/$1 log=work/$1.log
+	mkdir -p "$corpus" "$work" "$art"
+	cargo fuzz build -s "$SANITIZER" "$t" >&2
+	local bin
+	bin=$(find target -path "*/release/$t" -type f -perm -u+x | head -n 1)
+	[ -n "$bin" ] || { echo "campaign: no binary for $t" >&2; return 1; }
+	local before
+	before=$(find "$corpus" -type f | wc -l)
+	echo "campaign: $t for ${SECONDS_EACH}s, $JOBS job(s), sanitizer $SANITIZER, corpus $before files" >&2
+	local start=$SECONDS parallel=""
+	[ "$JOBS" -gt 1 ] && parallel="-jobs=$JOBS -workers=$JOBS"
+	# -timeout: an input that takes 10 s is a hang; -rss_limit_mb: a leak or blow-up.
+	# shellcheck disable=SC2086
+	nice -n "$NICE" "$bin" "$work" "$corpus" -artifact_prefix="$art/" \
+		-max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+		$parallel ${FUZZ_ARGS:-} >"$log" 2>&1 || true
+	local elapsed=$((SECONDS - start))
+	# With -jobs, each job writes fuzz-N.log; take them all.
+	local logs=("$log")
+	for f in fuzz-*.log; do [ -e "$f" ] && logs+=("$f"); done
+	local execs cov ft
+	execs=$(grep -h '^stat::number_of_executed_units' "${logs[@]}" | awk '{s += $2} END {print s + 0}')
+	cov=$(grep -ho 'cov: [0-9]*' "${logs[@]}" | awk '{if ($2 > m) m = $2} END {print m + 0}')
+	ft=$(grep -ho 'ft: [0-9]*' "${logs[@]}" | awk '{if ($2 > m) m = $2} END {print m + 0}')
+	[ ${#logs[@]} -gt 1 ] && cat "${logs[@]:1}" >>"$log" && rm -f fuzz-*.log
+
+	# Minimise: the kept seeds and regressions first (always kept), then whatever of the
+	# old corpus and the working corpus adds coverage.
+	local merged rest
+	merged=$(mktemp -d) rest=$(mktemp -d)
+	find "$corpus" -maxdepth 1 -type f \( -name 'seed_*' -o -name 'crash_*' \) -exec cp {} "$merged/" \;
+	find "$corpus" -maxdepth 1 -type f ! -name 'seed_*' ! -name 'crash_*' -exec cp {} "$rest/" \;
+	nice -n "$NICE" "$bin" -merge=1 -timeout=10 -rss_limit_mb=2048 "$merged" "$rest" "$work" \
+		>>"$log" 2>&1
+	find "$corpus" -maxdepth 1 -type f ! -name 'seed_*' ! -name 'crash_*' -delete
+	find "$merged" -maxdepth 1 -type f ! -name 'seed_*' ! -name 'crash_*' -exec cp {} "$corpus/" \;
+	rm -rf "$merged" "$rest"
+	local after found
+	after=$(find "$corpus" -type f | wc -l)
+	found=$(find "$art" -type f | wc -l)
+	printf 'campaign: %s: %d s, %d executions (%d/s), cov %d, ft %d, corpus %d -> %d files, %d artifact(s)\n' \
+		"$t" "$elapsed" "$execs" $((execs / (elapsed > 0 ? elapsed : 1))) "$cov" "$ft" "$before" "$after" "$found"
+	if [ "$found" -gt 0 ]; then
+		find "$art" -type f | sed 's/^/campaign:   /'
+		return 1
+	fi
+}
+
+status=0
+if [ "$TARGET" = all ]; then
+	for t in $(targets); do campaign "$t" || status=1; done
+else
+	targets | grep -qx "$TARGET" || { echo "campaign: no target $TARGET (fuzz/campaign.sh list)" >&2; exit 2; }
+	campaign "$TARGET" || status=1
+fi
+exit $status

@@ -1,0 +1,33 @@
+//! Fuzzing harnesses of the shell's parsers, shared by the cargo-fuzz targets
+//! (`fuzz/fuzz_targets/`) and the stable corpus replay tests (`tests/fuzz_corpus.rs`).
+//! Compiled only for tests and with the `fuzzing` feature, never into the release
+//! executable. Each harness takes arbitrary bytes, must never panic, and checks the
+//! invariants of its parser.
+
+mod control;
+mod slirp_api;
+
+pub use control::control_request;
+pub use slirp_api::slirp_api;
+
+/// The committed corpora replayed on stable Rust: every input a fuzzer once found
+/// stays a regression test.
+#[cfg(test)]
+mod corpus {
+    use std::path::Path;
+
+    fn replay(target: &str, harness: fn(&[u8])) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        tapnet_wire::fuzzing::replay_corpus(root, target, harness);
+    }
+
+    #[test]
+    fn replays_control_request_corpus() {
+        replay("control_request", super::control_request);
+    }
+
+    #[test]
+    fn replays_slirp_api_corpus() {
+        replay("slirp_api", super::slirp_api);
+    }
+}
