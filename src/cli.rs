@@ -137,6 +137,16 @@ struct DaemonArgs {
     /// tcp_last_ack, tcp_time_wait, tcp_close, udp, udp_stream, icmp (repeatable)
     #[arg(long = "conntrack-timeout", value_name = "NAME=SECS", value_parser = parse_timeout)]
     conntrack_timeouts: Vec<(String, u64)>,
+    /// Most flows (UDP and ICMP flows, TCP connections) holding a host socket at once;
+    /// beyond it a new flow takes the place of an unreplied one, else of the least
+    /// recently used, never of an established TCP connection [default: the file
+    /// descriptor limit (RLIMIT_NOFILE, raised to its hard limit) minus an eighth]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_host_flows: Option<u32>,
+    /// Most host-socket flows of one container; a container at its bound evicts only
+    /// its own flows [default: a quarter of --max-host-flows, at least 64]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_host_flows_per_container: Option<u32>,
     /// A host interface whose segment becomes the networks' way out (packet uplink):
     /// tapnet reads and writes it with AF_PACKET under an address and MAC of its own,
     /// masquerades the networks' traffic to that address and publishes ports on it.
@@ -314,6 +324,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     config
                 },
+                max_host_flows: args.max_host_flows.map(|n| n as usize),
+                max_host_flows_per_container: args.max_host_flows_per_container.map(|n| n as usize),
                 uplink: args.uplink.zip(args.uplink_ip).map(|(ifname, addr)| {
                     control::daemon::UplinkOptions {
                         ifname,
@@ -444,6 +456,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// The executable's entry point: the namespace helper, the front ends chosen by argv[0]
 /// (`slirp4netns`), or the `tapnet` command line.
 pub fn main() -> ExitCode {
+    // Every host-socket flow holds a descriptor: take all the system allows. A child
+    // that tapnet starts (`tapnet run`'s command) gets the limit it had back.
+    crate::sys::rlimit::raise_nofile_soft();
     if std::env::args_os()
         .nth(1)
         .is_some_and(|a| a == "__ns-helper")

@@ -45,6 +45,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod budget;
 mod format;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -29,7 +29,7 @@ use super::proto::{
 };
 use super::registry::{Endpoint, Publication, Registry};
 use crate::datapath::{BackendChoice, Datapath, Gateway, PacketUplinkConfig, PortIo, zone_of};
-use crate::engine::{Engine, EngineConfig, EngineNetwork, Forward, ForwardProto};
+use crate::engine::{Engine, EngineConfig, EngineNetwork, FlowLimits, Forward, ForwardProto};
 use crate::port::{self, AttachedPort, InterfaceConfig, NetnsTarget, PortKind};
 use crate::rootless::run::PortSpec;
 
@@ -46,6 +46,35 @@ pub(crate) struct DaemonOptions {
     pub(crate) switch: SwitchConfig,
     pub(crate) conntrack: ConntrackConfig,
     pub(crate) uplink: Option<UplinkOptions>,
+    /// `--max-host-flows`, `--max-host-flows-per-container` (`None`: derived from
+    /// `RLIMIT_NOFILE`).
+    pub(crate) max_host_flows: Option<usize>,
+    pub(crate) max_host_flows_per_container: Option<usize>,
+}
+
+/// The bounds on host-socket flows: the options, else all descriptors but a reserve,
+/// a quarter of them per container.
+fn flow_limits(options: &DaemonOptions) -> FlowLimits {
+    let ceiling = options.conntrack.capacity;
+    let derived = FlowLimits::for_this_process(ceiling).shared();
+    let total = options.max_host_flows.unwrap_or(derived.total);
+    let per_container = options
+        .max_host_flows_per_container
+        .unwrap_or(if options.max_host_flows.is_some() {
+            FlowLimits {
+                total,
+                per_container: total,
+            }
+            .shared()
+            .per_container
+        } else {
+            derived.per_container
+        })
+        .min(total);
+    FlowLimits {
+        total,
+        per_container,
+    }
 }
 
 /// `--uplink IFNAME --uplink-ip CIDR [--uplink-gw IP]`.
@@ -174,6 +203,7 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
         resolvers,
         conntrack: options.conntrack.clone(),
         local_names: Some(dns.gateway_names()),
+        limits: flow_limits(options),
     });
     let (engine, link) = match engine {
         Ok(x) => x,
@@ -577,6 +607,18 @@ impl Daemon {
             }
         }
         let ip = plan.address.addr();
+        let ip6 = self
+            .registry
+            .network(&plan.network)
+            .ok()
+            .and_then(|n| n.ipv6_of(ip))
+            .map(|n| n.addr());
+        // Its host-socket flows are charged to it (the per-container bound).
+        let owned: Vec<IpAddr> = std::iter::once(IpAddr::V4(ip))
+            .chain(ip6.map(IpAddr::V6))
+            .collect();
+        self.engine
+            .set_owner(plan.network_id, owned, Some(u64::from(port.0)));
         let endpoint_names = EndpointNames {
             container: plan.container.clone(),
             network: plan.network_id,
@@ -585,12 +627,7 @@ impl Daemon {
                 .chain(plan.aliases.iter().cloned())
                 .collect(),
             ip,
-            ip6: self
-                .registry
-                .network(&plan.network)
-                .ok()
-                .and_then(|n| n.ipv6_of(ip))
-                .map(|n| n.addr()),
+            ip6,
         };
         self.registry.commit_connect(plan, ifname, host_ifname);
         if let Some(sockets) = dns_sockets {
@@ -804,6 +841,9 @@ impl Daemon {
     fn disconnect(&mut self, network: &str, container: &str) -> Result<Value, String> {
         let endpoint = self.registry.endpoint_of(network, container)?.clone();
         let net = self.registry.network(network)?;
+        let mut owned = vec![IpAddr::V4(endpoint.ip)];
+        owned.extend(net.ipv6_of(endpoint.ip).map(|n| IpAddr::V6(n.addr())));
+        let net_id = net.id;
         if net.dhcp_pool.is_some() {
             let _ = self.datapath.static_lease(net.id, endpoint.mac, None);
         }
@@ -815,6 +855,7 @@ impl Daemon {
             .remove_port(endpoint.port)
             .map_err(|e| format!("{e:#}"))?;
         self.registry.commit_disconnect(endpoint.port);
+        self.engine.set_owner(net_id, owned, None);
         let attached = AttachedPort {
             kind: endpoint.kind,
             fd,

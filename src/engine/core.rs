@@ -32,6 +32,10 @@ use super::{Command, EngineConfig, EngineNetwork, EngineStats, Forward, ForwardP
 use tapnet_wire::ip::{self as packet, IpView, TcpView, Unreachable};
 use tapnet_wire::reassembly::Reassembler;
 
+use tapnet_conntrack::budget::{BudgetConfig, BudgetSlot, FlowBudget};
+
+mod limits;
+
 const WAKE: u64 = 0;
 const KIND_SHIFT: u32 = 56;
 const KIND_TCP: u64 = 1;
@@ -94,6 +98,8 @@ struct TcpConn {
     host_shut: bool,
     /// Finished on both sides; released after the next transmit.
     done: bool,
+    /// Its place in the host-socket budget.
+    slot: Option<BudgetSlot>,
 }
 
 #[derive(Debug)]
@@ -110,6 +116,11 @@ struct UdpFlow {
     guest: SocketAddr,
     remote: SocketAddr,
     kind: UdpKind,
+    /// Its place in the host-socket budget (egress flows: forwarded ones answer
+    /// through their listener's socket).
+    slot: Option<BudgetSlot>,
+    /// The host side has answered.
+    replied: bool,
 }
 
 #[derive(Debug)]
@@ -119,6 +130,8 @@ struct PingFlow {
     remote: IpAddr,
     id: u16,
     socket: Socket,
+    slot: Option<BudgetSlot>,
+    replied: bool,
 }
 
 #[derive(Debug)]
@@ -253,6 +266,15 @@ pub(super) struct EngineLoop {
     reassembly: Reassembler,
     /// Ping sockets refused by `ping_group_range` (IPv4, IPv6): warned once.
     ping_denied: [bool; 2],
+    /// The bound on flows that hold a host socket.
+    budget: FlowBudget,
+    /// The container each registered guest address belongs to (by network).
+    owners: HashMap<(NetworkId, IpAddr), u64>,
+    /// When a full budget was last reported in the log.
+    limit_warned: Option<Duration>,
+    /// TCP listeners whose `accept` ran out of descriptors: retried on every round
+    /// (their readiness edge has passed).
+    accept_retry: Vec<u64>,
     stop: bool,
     last_sweep: Duration,
 }
@@ -316,6 +338,13 @@ impl EngineLoop {
             scratch: Vec::with_capacity(65536),
             reassembly: Reassembler::default(),
             ping_denied: [false; 2],
+            budget: FlowBudget::new(BudgetConfig {
+                total: config.limits.total,
+                per_owner: config.limits.per_container,
+            }),
+            owners: HashMap::new(),
+            limit_warned: None,
+            accept_retry: Vec::new(),
             stop: false,
             last_sweep: Duration::ZERO,
         })
@@ -428,6 +457,7 @@ impl EngineLoop {
             self.host_event(token, ev.flags);
         }
         self.handle_commands();
+        self.retry_accepts();
         self.drain_link();
         self.pump_dirty();
         self.transmit();
@@ -466,6 +496,10 @@ impl EngineLoop {
                     let r = self.remove_forward(id);
                     let _ = reply.send(r);
                 }
+                Command::SetOwner(net, addrs, owner, reply) => {
+                    self.set_owner(net, &addrs, owner);
+                    let _ = reply.send(());
+                }
                 Command::Conntrack(reply) => {
                     let _ = reply.send(self.ct.entries(self.now()));
                 }
@@ -475,6 +509,7 @@ impl EngineLoop {
                     s.tcp_flows = self.tcp.len() as u64;
                     s.udp_flows = self.udp.len() as u64;
                     s.icmp_flows = self.pings.len() as u64;
+                    self.fill_limit_stats(&mut s);
                     let _ = reply.send(s);
                 }
                 Command::AddNetwork(n, reply) => {
@@ -510,9 +545,19 @@ impl EngineLoop {
         for fid in forwards {
             let _ = self.remove_forward(fid);
         }
-        self.tcp.retain(|_, c| c.net != id);
-        self.udp.retain(|_, f| f.net != id);
-        self.pings.retain(|_, f| f.net != id);
+        let budget = &mut self.budget;
+        let mut release = |net: NetworkId, slot: Option<BudgetSlot>| {
+            if net == id
+                && let Some(slot) = slot
+            {
+                budget.release(slot);
+            }
+            net != id
+        };
+        self.tcp.retain(|_, c| release(c.net, c.slot));
+        self.udp.retain(|_, f| release(f.net, f.slot));
+        self.pings.retain(|_, f| release(f.net, f.slot));
+        self.owners.retain(|(net, _), _| *net != id);
         self.nets.remove(&id);
         self.zones.retain(|_, n| *n != id);
     }
@@ -777,11 +822,22 @@ impl EngineLoop {
         }
         let guest = SocketAddr::new(ip.src, t.src_port);
         let remote = SocketAddr::new(ip.dst, t.dst_port);
-        let started = self.start_connect(target);
-        let stream = match started {
+        let tok = self.token(KIND_TCP);
+        // A container at its bound gets a RST, as a full conntrack table refuses.
+        let Some(slot) = self.admit_flow(net, ip.src, tok) else {
+            self.refuse_syn(net, ip, t);
+            self.forget_ct(&key);
+            return;
+        };
+        let stream = match self.with_fd(|this| this.start_connect(target)) {
             Ok(s) => s,
             Err(e) => {
-                self.connect_failed(net, pkt, ip, t, &e);
+                self.budget.release(slot);
+                if limits::out_of_fds(&e) {
+                    self.refuse_syn(net, ip, t);
+                } else {
+                    self.connect_failed(net, pkt, ip, t, &e);
+                }
                 self.forget_ct(&key);
                 return;
             }
@@ -802,15 +858,16 @@ impl EngineLoop {
         };
         let Some(handle) = n.term.accept(elapsed, pkt, remote, guest, &mut sink) else {
             self.stats.drop_malformed += 1;
+            self.budget.release(slot);
             self.forget_ct(&key);
             return;
         };
-        let tok = self.token(KIND_TCP);
         if let Err(e) = self.register(&stream, tok) {
             tracing::warn!("engine: epoll add: {e}");
             if let Some(n) = self.nets.get_mut(&net) {
                 n.term.release(handle);
             }
+            self.budget.release(slot);
             self.forget_ct(&key);
             return;
         }
@@ -832,6 +889,7 @@ impl EngineLoop {
                 host_eof: false,
                 host_shut: false,
                 done: false,
+                slot: Some(slot),
             },
         );
     }
@@ -935,6 +993,10 @@ impl EngineLoop {
                 c.phase = Phase::Open;
                 c.host_readable = true;
                 c.host_writable = true;
+                // Established: never evicted for another flow.
+                if let Some(slot) = c.slot {
+                    self.budget.pin(slot);
+                }
                 let (net, handle) = (c.net, c.handle);
                 if let Some(n) = self.nets.get_mut(&net) {
                     n.term.confirm(handle);
@@ -1093,6 +1155,9 @@ impl EngineLoop {
             return;
         }
         c.done = true;
+        if let Some(slot) = c.slot.take() {
+            self.budget.release(slot);
+        }
         if let Some(s) = c.stream.take() {
             if !graceful {
                 let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
@@ -1183,9 +1248,18 @@ impl EngineLoop {
                     return;
                 };
                 let target = SocketAddr::new(target_ip, dport);
-                let sock = match self.udp_connect(target) {
+                let tok = self.token(KIND_UDP);
+                // Beyond the container's bound the datagram is dropped (counted).
+                let Some(slot) = self.admit_flow(net, ip.src, tok) else {
+                    return;
+                };
+                let sock = match self.with_fd(|this| this.udp_connect(target)) {
                     Ok(s) => s,
                     Err(e) => {
+                        self.budget.release(slot);
+                        if limits::out_of_fds(&e) {
+                            return;
+                        }
                         tracing::debug!("engine: udp socket to {target}: {e}");
                         let why = if e.raw_os_error() == Some(libc::ENETUNREACH) {
                             Unreachable::Net
@@ -1197,10 +1271,11 @@ impl EngineLoop {
                     }
                 };
                 if !self.track(&key, None, pkt.len()) {
+                    self.budget.release(slot);
                     return;
                 }
-                let tok = self.token(KIND_UDP);
                 if self.register(&sock, tok).is_err() {
+                    self.budget.release(slot);
                     self.forget_ct(&key);
                     return;
                 }
@@ -1215,6 +1290,8 @@ impl EngineLoop {
                         guest,
                         remote,
                         kind: UdpKind::Egress(sock),
+                        slot: Some(slot),
+                        replied: false,
                     },
                 );
                 tok
@@ -1226,6 +1303,9 @@ impl EngineLoop {
         let Some(flow) = self.udp.get(&tok) else {
             return;
         };
+        if let Some(slot) = flow.slot {
+            self.budget.touch(slot, flow.replied);
+        }
         let sent = match &flow.kind {
             UdpKind::Egress(s) => s.send(payload),
             UdpKind::Forward { listener, client } => match self.listeners.get(listener) {
@@ -1354,6 +1434,12 @@ impl EngineLoop {
                 Err(_) => continue,
             };
             let (net, guest, remote) = (flow.net, flow.guest, flow.remote);
+            if let Some(slot) = flow.slot {
+                self.budget.touch(slot, true);
+            }
+            if let Some(flow) = self.udp.get_mut(&tok) {
+                flow.replied = true;
+            }
             self.stats.host_rx_bytes += n as u64;
             let key = FlowKey {
                 zone: zone_of(net),
@@ -1394,6 +1480,11 @@ impl EngineLoop {
         let tok = match existing {
             Some(t) => {
                 let _ = self.track(&key, None, pkt.len());
+                if let Some(flow) = self.pings.get(&t)
+                    && let Some(slot) = flow.slot
+                {
+                    self.budget.touch(slot, flow.replied);
+                }
                 t
             }
             None => {
@@ -1401,19 +1492,28 @@ impl EngineLoop {
                     self.unreachable(net, pkt, ip, Unreachable::Host);
                     return;
                 };
-                let socket = match self.ping_socket(target) {
+                let tok = self.token(KIND_PING);
+                let Some(slot) = self.admit_flow(net, ip.src, tok) else {
+                    return;
+                };
+                let socket = match self.with_fd(|this| this.ping_socket(target)) {
                     Ok(s) => s,
                     Err(e) => {
+                        self.budget.release(slot);
+                        if limits::out_of_fds(&e) {
+                            return;
+                        }
                         tracing::debug!("engine: ping socket to {target}: {e}");
                         self.unreachable(net, pkt, ip, Unreachable::Host);
                         return;
                     }
                 };
                 if !self.track(&key, None, pkt.len()) {
+                    self.budget.release(slot);
                     return;
                 }
-                let tok = self.token(KIND_PING);
                 if self.register(&socket, tok).is_err() {
+                    self.budget.release(slot);
                     self.forget_ct(&key);
                     return;
                 }
@@ -1428,6 +1528,8 @@ impl EngineLoop {
                         remote: ip.dst,
                         id,
                         socket,
+                        slot: Some(slot),
+                        replied: false,
                     },
                 );
                 tok
@@ -1488,6 +1590,12 @@ impl EngineLoop {
             if n < 8 || self.buf[0] != reply {
                 continue;
             }
+            if let Some(slot) = flow.slot {
+                self.budget.touch(slot, true);
+            }
+            if let Some(flow) = self.pings.get_mut(&tok) {
+                flow.replied = true;
+            }
             self.stats.host_rx_bytes += n as u64;
             let key = FlowKey {
                 zone: zone_of(net),
@@ -1544,6 +1652,9 @@ impl EngineLoop {
                     if let Some(tok) = tok
                         && let Some(flow) = self.udp.remove(&tok)
                     {
+                        if let Some(slot) = flow.slot {
+                            self.budget.release(slot);
+                        }
                         if let UdpKind::Forward { listener, client } = flow.kind
                             && let Some(l) = self.listeners.get_mut(&listener)
                         {
@@ -1553,8 +1664,11 @@ impl EngineLoop {
                     }
                 }
                 Proto::IcmpEcho => {
-                    if let Some(tok) = n.ping.remove(&(k.src, k.dst, k.src_port)) {
-                        self.pings.remove(&tok);
+                    if let Some(tok) = n.ping.remove(&(k.src, k.dst, k.src_port))
+                        && let Some(flow) = self.pings.remove(&tok)
+                        && let Some(slot) = flow.slot
+                    {
+                        self.budget.release(slot);
                     }
                 }
                 Proto::Tcp => {
@@ -1721,6 +1835,18 @@ impl EngineLoop {
                 Ok(x) => x,
                 Err(e) if would_block(&e) => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if limits::out_of_fds(&e) => {
+                    // The client waits in the backlog: free a descriptor and accept it,
+                    // or try again next round (its readiness edge has passed).
+                    if self.shed_for_fd() {
+                        continue;
+                    }
+                    self.stats.drop_no_fd += 1;
+                    if !self.accept_retry.contains(&tok) {
+                        self.accept_retry.push(tok);
+                    }
+                    return;
+                }
                 Err(e) => {
                     tracing::debug!("engine: accept: {e}");
                     return;
@@ -1740,17 +1866,28 @@ impl EngineLoop {
             if n.tcp.contains_key(&(guest, src)) {
                 continue;
             }
+            // Charged to the container it reaches; refused (closed) beyond its bound.
+            let ctok = self.token(KIND_TCP);
+            let Some(slot) = self.admit_flow(net, guest.ip(), ctok) else {
+                continue;
+            };
+            let Some(n) = self.nets.get_mut(&net) else {
+                self.budget.release(slot);
+                continue;
+            };
             let Some(handle) = n.term.connect(src, guest) else {
+                self.budget.release(slot);
                 continue;
             };
             n.active = true;
-            let ctok = self.token(KIND_TCP);
             if self.register(&stream, ctok).is_err() {
                 if let Some(n) = self.nets.get_mut(&net) {
                     n.term.release(handle);
                 }
+                self.budget.release(slot);
                 continue;
             }
+            self.budget.pin(slot);
             tracing::debug!("engine: forward tcp {client} -> {guest} (as {src})");
             if let Some(n) = self.nets.get_mut(&net) {
                 n.tcp.insert((guest, src), ctok);
@@ -1769,6 +1906,7 @@ impl EngineLoop {
                     host_eof: false,
                     host_shut: false,
                     done: false,
+                    slot: Some(slot),
                 },
             );
         }
@@ -1814,6 +1952,8 @@ impl EngineLoop {
                                 listener: tok,
                                 client,
                             },
+                            slot: None,
+                            replied: true,
                         },
                     );
                     tracing::debug!("engine: forward udp {client} -> {guest} (as {src})");

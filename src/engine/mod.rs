@@ -81,6 +81,53 @@ pub(crate) trait LocalNames: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Bounds on the flows that hold a host socket (so a file descriptor): per container
+/// and in total. A new flow beyond them takes the place of an unreplied flow, else of
+/// the least recently used one, and never of an established TCP connection (see
+/// `tapnet_conntrack::budget`); a container at its bound evicts only its own flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FlowLimits {
+    pub(crate) total: usize,
+    pub(crate) per_container: usize,
+}
+
+impl FlowLimits {
+    /// Descriptors kept for everything but host-socket flows (ports, listeners,
+    /// control clients, the DNS service, the namespace helper's sockets): an eighth of
+    /// the limit, and at least this many.
+    const MIN_RESERVE: u64 = 256;
+
+    /// Derived from a descriptor limit (`RLIMIT_NOFILE`): all but the reserve, at most
+    /// `ceiling` (the connection table's capacity: each such flow is tracked there
+    /// too). One container may hold all of it (the rootless stack's one container).
+    pub(crate) fn from_nofile(nofile: u64, ceiling: usize) -> Self {
+        let reserve = (nofile / 8).max(Self::MIN_RESERVE);
+        let total = usize::try_from(nofile.saturating_sub(reserve))
+            .unwrap_or(usize::MAX)
+            .min(ceiling)
+            .max(16);
+        Self {
+            total,
+            per_container: total,
+        }
+    }
+
+    /// [`Self::from_nofile`] with the process's own soft `RLIMIT_NOFILE` (which `main`
+    /// raised to the hard limit).
+    pub(crate) fn for_this_process(ceiling: usize) -> Self {
+        Self::from_nofile(crate::sys::rlimit::nofile_soft(), ceiling)
+    }
+
+    /// The daemon's default share of one container: a quarter of the total (at least
+    /// 64), so that a few containers at their bound still leave room for the others.
+    pub(crate) fn shared(self) -> Self {
+        Self {
+            per_container: (self.total / 4).max(64).min(self.total),
+            ..self
+        }
+    }
+}
+
 /// Engine settings.
 #[derive(Clone, Debug)]
 pub(crate) struct EngineConfig {
@@ -94,6 +141,8 @@ pub(crate) struct EngineConfig {
     /// Names answered at the DNS addresses before the resolvers are asked (`None`:
     /// every query goes to the resolvers, as slirp4netns does).
     pub(crate) local_names: Option<Arc<dyn LocalNames>>,
+    /// Bounds on host-socket flows.
+    pub(crate) limits: FlowLimits,
 }
 
 /// Transport protocol of a port forward.
@@ -148,6 +197,20 @@ pub(crate) struct EngineStats {
     pub(crate) drop_too_big: u64,
     pub(crate) drop_table_full: u64,
     pub(crate) drop_host_send: u64,
+    /// New flows refused because their container (or the whole engine) holds its most
+    /// host-socket flows and none of them may be evicted (all established TCP).
+    pub(crate) drop_flow_limit: u64,
+    /// New flows refused because the system had no file descriptor left (`EMFILE`,
+    /// `ENFILE`) and no flow could be evicted for one.
+    pub(crate) drop_no_fd: u64,
+    /// Flows closed to make room for a new one: never answered (first), or the least
+    /// recently used.
+    pub(crate) evicted_unreplied: u64,
+    pub(crate) evicted_lru: u64,
+    /// Flows that hold a host socket now, and the bounds.
+    pub(crate) host_sockets: u64,
+    pub(crate) host_socket_limit: u64,
+    pub(crate) host_socket_limit_per_container: u64,
     /// Flows open now.
     pub(crate) tcp_flows: u64,
     pub(crate) udp_flows: u64,
@@ -205,6 +268,9 @@ enum Command {
     RemoveNetwork(NetworkId, Sender<Result<(), String>>),
     AddForward(Forward, Sender<Result<u32, String>>),
     RemoveForward(u32, Sender<Result<(), String>>),
+    /// Charges the flows of these guest addresses of a network to one container
+    /// (`None`: forgets them; unregistered addresses share one owner per network).
+    SetOwner(NetworkId, Vec<IpAddr>, Option<u64>, Sender<()>),
     Conntrack(Sender<Vec<EntryInfo>>),
     Stats(Sender<EngineStats>),
     Stop,
@@ -299,6 +365,12 @@ impl Engine {
     pub(crate) fn remove_forward(&self, id: u32) -> Result<(), String> {
         self.request(|r| Command::RemoveForward(id, r))
             .unwrap_or_else(|| Err("the host-socket engine has stopped".into()))
+    }
+
+    /// Charges the host-socket flows of `addrs` on `net` to container `owner` (for the
+    /// per-container bound), or forgets them (`None`).
+    pub(crate) fn set_owner(&self, net: NetworkId, addrs: Vec<IpAddr>, owner: Option<u64>) {
+        let _ = self.request(|r| Command::SetOwner(net, addrs, owner, r));
     }
 
     /// The forwards, by id.

@@ -27,6 +27,10 @@ const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
 const GW6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 const DNS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3);
 const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 77);
+const TEST_LIMITS: FlowLimits = FlowLimits {
+    total: 4096,
+    per_container: 4096,
+};
 
 fn skip_unless_root(name: &str) -> bool {
     if rustix::process::geteuid().is_root() {
@@ -125,6 +129,16 @@ impl Rig {
 
     /// With `local_names`, the DNS addresses are the gateway's (as on a daemon network).
     fn build(mtu: u32, allow_ping: bool, local_names: Option<Arc<dyn LocalNames>>) -> Self {
+        Self::build_with(mtu, allow_ping, local_names, TEST_LIMITS)
+    }
+
+    /// [`Self::build`] with bounds on host-socket flows.
+    fn build_with(
+        mtu: u32,
+        allow_ping: bool,
+        local_names: Option<Arc<dyn LocalNames>>,
+        limits: FlowLimits,
+    ) -> Self {
         let host = Netns::new();
         host.sh(&["ip", "addr", "add", "127.0.0.77/8", "dev", "lo"]);
         if allow_ping {
@@ -166,6 +180,7 @@ impl Rig {
             resolvers: vec![IpAddr::V4(RESOLVER)],
             conntrack: ConntrackConfig::default(),
             local_names,
+            limits,
         };
         let (engine, link) = host.run(|| Engine::spawn(config)).expect("spawn engine");
         let stop = Arc::new(AtomicBool::new(false));
@@ -905,6 +920,7 @@ fn owns_the_flows_it_holds_and_the_ones_it_may_start() {
         resolvers: vec![IpAddr::V4(RESOLVER)],
         conntrack: ConntrackConfig::default(),
         local_names: None,
+        limits: TEST_LIMITS,
     };
     let (_engine, link, mut inline) = Engine::spawn_inline(config).expect("inline engine");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -962,3 +978,5 @@ fn owns_the_flows_it_holds_and_the_ones_it_may_start() {
         "malformed: dropped where it landed"
     );
 }
+
+mod limits;

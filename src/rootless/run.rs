@@ -39,6 +39,8 @@ use crate::sys::userns;
 
 /// The first argument that selects the child side in `main`.
 pub(crate) const CHILD_ARG: &str = "__run-child";
+/// The descriptor limit for the command, from the parent to the child.
+const NOFILE_ENV: &str = "TAPNET_RUN_NOFILE";
 
 /// Status when tapnet itself fails before CMD runs.
 pub(crate) const EXIT_SETUP_FAILED: i32 = 125;
@@ -222,6 +224,8 @@ fn stack_config(args: &RunArgs, child: u32, pipelines: u8) -> StackConfig {
         outbound_addr6: None,
         offload: crate::datapath::offload_enabled(),
         pipelines,
+        // Checked in `run` before anything starts.
+        max_host_flows: super::stack::max_host_flows_from_env().ok().flatten(),
     }
 }
 
@@ -251,8 +255,11 @@ pub(crate) fn main(args: &RunArgs) -> i32 {
 fn run(args: &RunArgs) -> anyhow::Result<i32> {
     let (mut sync, theirs) = UnixStream::pair().context("socketpair")?;
     let pipelines = super::stack::pipelines_from_env()?;
+    super::stack::max_host_flows_from_env()?;
     let config = stack_config(args, 0, pipelines);
     let mut cmd = Command::new("/proc/self/exe");
+    // The command gets the descriptor limit tapnet was started with, not the raised one.
+    cmd.env(NOFILE_ENV, crate::sys::rlimit::started_with());
     cmd.arg0("tapnet")
         .arg(CHILD_ARG)
         .arg(theirs.as_raw_fd().to_string())
@@ -389,10 +396,20 @@ pub(crate) fn child_main(args: &[OsString]) -> ! {
     {
         eprintln!("tapnet: debug: /etc/resolv.conf not replaced: {e}");
     }
+    if let Some(soft) = std::env::var(NOFILE_ENV)
+        .ok()
+        .and_then(|s| crate::sys::rlimit::parse_soft(&s))
+    {
+        crate::sys::rlimit::restore_nofile_soft(soft);
+    }
     let program = &command[0];
     let name = program.to_string_lossy();
     let err = match resolve_command(program) {
-        Some(path) => Command::new(path).arg0(program).args(&command[1..]).exec(),
+        Some(path) => Command::new(path)
+            .arg0(program)
+            .args(&command[1..])
+            .env_remove(NOFILE_ENV)
+            .exec(),
         None => std::io::Error::from_raw_os_error(libc::ENOENT),
     };
     let (code, why) = match err.raw_os_error() {

@@ -488,6 +488,7 @@ pub(crate) fn stack_config(o: &Options) -> Result<StackConfig, String> {
         outbound_addr6,
         offload,
         pipelines,
+        max_host_flows: super::stack::max_host_flows_from_env().map_err(|e| format!("{e}"))?,
     })
 }
 

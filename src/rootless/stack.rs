@@ -15,7 +15,7 @@ use tapnet_switch::{NetworkConfig, NetworkId, PortId, PortRole, SwitchConfig};
 use tapnet_wire::MacAddr;
 
 use crate::datapath::{Datapath, Gateway, PortIo, Siblings};
-use crate::engine::{Engine, EngineConfig, EngineNetwork, Forward, ForwardProto};
+use crate::engine::{Engine, EngineConfig, EngineNetwork, FlowLimits, Forward, ForwardProto};
 use crate::port::{self, InterfaceConfig, NetnsTarget, PortKind};
 
 /// Settings of a rootless stack, with slirp4netns's defaults.
@@ -48,6 +48,9 @@ pub(crate) struct StackConfig {
     /// (`IFF_MULTI_QUEUE`), each read by a datapath thread of its own
     /// (`TAPNET_PIPELINES`, see [`pipelines_from_env`]).
     pub(crate) pipelines: u8,
+    /// Most flows holding a host socket at once (`TAPNET_MAX_HOST_FLOWS`, see
+    /// [`max_host_flows_from_env`]); `None`: derived from `RLIMIT_NOFILE`.
+    pub(crate) max_host_flows: Option<usize>,
 }
 
 impl StackConfig {
@@ -152,6 +155,26 @@ impl StackConfig {
             resolvers: crate::engine::host_resolvers(),
             conntrack: ConntrackConfig::default(),
             local_names: None,
+            limits: self.flow_limits(),
+        }
+    }
+
+    /// The container's bound on host-socket flows, shared by its pipelines (each has
+    /// an engine of its own): all of the process's descriptors but a reserve, or
+    /// `TAPNET_MAX_HOST_FLOWS`.
+    fn flow_limits(&self) -> FlowLimits {
+        let ceiling = ConntrackConfig::default().capacity;
+        let whole = match self.max_host_flows {
+            Some(n) => FlowLimits {
+                total: n.min(ceiling),
+                per_container: n.min(ceiling),
+            },
+            None => FlowLimits::for_this_process(ceiling),
+        };
+        let share = (whole.total / usize::from(self.pipelines.max(1))).max(1);
+        FlowLimits {
+            total: share,
+            per_container: share,
         }
     }
 
@@ -190,6 +213,18 @@ pub(crate) struct Stack {
 
 /// Most pipelines (TAP queues) of one stack.
 pub(crate) const MAX_PIPELINES: u8 = crate::nshelper::MAX_QUEUES;
+
+/// `TAPNET_MAX_HOST_FLOWS=N`: the most flows (UDP and ICMP flows, TCP connections)
+/// that hold a host socket at once; unset, all of `RLIMIT_NOFILE` but a reserve.
+pub(crate) fn max_host_flows_from_env() -> anyhow::Result<Option<usize>> {
+    match std::env::var("TAPNET_MAX_HOST_FLOWS") {
+        Err(_) => Ok(None),
+        Ok(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => anyhow::bail!("TAPNET_MAX_HOST_FLOWS={v:?}: expected a positive number"),
+        },
+    }
+}
 
 /// The number of pipelines from `TAPNET_PIPELINES` (1 to [`MAX_PIPELINES`]; 1 when
 /// unset). Each pipeline is a thread reading one queue of a multi-queue TAP.

@@ -8,6 +8,7 @@ pub(crate) mod hostsock;
 pub(crate) mod netlink;
 pub(crate) mod netns;
 pub(crate) mod packet;
+pub(crate) mod rlimit;
 pub(crate) mod seccomp;
 pub(crate) mod tap;
 pub(crate) mod uring;
