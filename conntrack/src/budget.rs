@@ -1,9 +1,11 @@
 //! Bounds on the flows that hold a scarce host resource (a host socket, so a file
 //! descriptor): per owner (a container) and in total, with the eviction order of Linux
 //! conntrack's `early_drop` (`nf_conntrack_core.c`): a new flow that finds no room
-//! takes the place of a flow that never saw a reply, else of the least recently used
-//! one, and never of a pinned flow (an established TCP connection), which a full
-//! budget only refuses new flows for.
+//! takes the place of a datagram flow that never saw a reply, else of the least
+//! recently used datagram flow, else of a connection still being set up, and never of
+//! a pinned flow (an established TCP connection), which a full budget only refuses new
+//! flows for. Connections being set up come last so that a flood of datagrams cannot
+//! cut the container's own connects short.
 //!
 //! Layer: sans-IO core. The caller (the host-socket engine) asks [`FlowBudget::admit`]
 //! before it opens a socket for a new flow, closes whatever flow the answer evicts,
@@ -40,12 +42,23 @@ pub struct BudgetSlot {
     generation: u32,
 }
 
+/// What a flow is, for the eviction order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowKind {
+    /// A datagram flow (UDP, ICMP echo): unreplied until [`FlowBudget::touch`] says
+    /// otherwise.
+    Datagram,
+    /// A connection being set up (a TCP connect in progress): evicted only when no
+    /// datagram flow of the owner is left; [`FlowBudget::pin`] it once established.
+    Connection,
+}
+
 /// Why a flow was evicted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Eviction {
     /// It had seen no reply (an unanswered UDP datagram, a TCP connect in progress).
     Unreplied,
-    /// Every evictable flow had seen replies; this one was used least recently.
+    /// Every unreplied datagram flow was gone; this one was used least recently.
     LeastRecentlyUsed,
 }
 
@@ -79,8 +92,12 @@ pub enum Admission {
 enum List {
     Unreplied = 0,
     Replied = 1,
-    Pinned = 2,
+    Connecting = 2,
+    Pinned = 3,
 }
+
+/// Evictable lists, in eviction order.
+const EVICTABLE: [List; 3] = [List::Unreplied, List::Replied, List::Connecting];
 
 const NIL: u32 = u32::MAX;
 
@@ -114,8 +131,8 @@ struct OwnerState {
     id: Owner,
     /// Flows charged to the owner, pinned ones included.
     flows: usize,
-    /// The unreplied and the replied list.
-    lists: [Ends; 2],
+    /// The evictable lists, by `List` discriminant.
+    lists: [Ends; 3],
 }
 
 impl OwnerState {
@@ -174,7 +191,7 @@ impl FlowBudget {
 
     /// Asks room for a new flow of `owner`, known to the caller as `token` (returned
     /// when this flow is evicted for another). It starts unreplied.
-    pub fn admit(&mut self, owner: Owner, token: u64) -> Admission {
+    pub fn admit(&mut self, owner: Owner, token: u64, kind: FlowKind) -> Admission {
         let held = self.owner_len(owner);
         let mut evicted = None;
         if held >= self.config.per_owner {
@@ -191,7 +208,7 @@ impl FlowBudget {
                 None => return Admission::Refused(Limit::Total),
             }
         }
-        let slot = self.insert(owner, token);
+        let slot = self.insert(owner, token, kind);
         match evicted {
             None => Admission::Admitted(slot),
             Some((evicted, reason)) => Admission::Evicting {
@@ -203,14 +220,19 @@ impl FlowBudget {
     }
 
     /// The flow saw traffic now; `replied` when that was (or it has had) a reply. Moves
-    /// it to the most recently used end of its list. Pinned flows stay pinned.
+    /// it to the most recently used end of its list. Pinned flows stay pinned, and
+    /// connections stay connections.
     pub fn touch(&mut self, slot: BudgetSlot, replied: bool) {
         let Some(i) = self.live(slot) else { return };
         let list = self.nodes[i as usize].list;
         if list == List::Pinned {
             return;
         }
-        let to = if replied { List::Replied } else { list };
+        let to = if replied && list == List::Unreplied {
+            List::Replied
+        } else {
+            list
+        };
         self.unlink(i);
         self.link_tail(i, to);
     }
@@ -258,30 +280,31 @@ impl FlowBudget {
             .max_by_key(|&o| (self.owners[o as usize].flows, self.owners[o as usize].id))
     }
 
-    /// Evicts the owner's least recently used unreplied flow, else its least recently
-    /// used replied one. Returns its token.
+    /// Evicts the owner's least recently used flow of the first evictable list that
+    /// has one (see [`EVICTABLE`]). Returns its token.
     fn evict_from(&mut self, owner: u32) -> Option<(u64, Eviction)> {
         let lists = self.owners[owner as usize].lists;
-        let (victim, reason) = if lists[0].head != NIL {
-            (lists[0].head, Eviction::Unreplied)
-        } else if lists[1].head != NIL {
-            (lists[1].head, Eviction::LeastRecentlyUsed)
-        } else {
-            return None;
+        let list = EVICTABLE
+            .into_iter()
+            .find(|&l| lists[l as usize].head != NIL)?;
+        let victim = lists[list as usize].head;
+        let reason = match list {
+            List::Replied => Eviction::LeastRecentlyUsed,
+            _ => Eviction::Unreplied,
         };
         let token = self.nodes[victim as usize].token;
         self.remove(victim);
         Some((token, reason))
     }
 
-    fn insert(&mut self, owner: Owner, token: u64) -> BudgetSlot {
+    fn insert(&mut self, owner: Owner, token: u64, kind: FlowKind) -> BudgetSlot {
         let o = match self.owner_index.get(&owner) {
             Some(&o) => o,
             None => {
                 let state = OwnerState {
                     id: owner,
                     flows: 0,
-                    lists: [Ends::EMPTY; 2],
+                    lists: [Ends::EMPTY; 3],
                 };
                 let o = match self.free_owners.pop() {
                     Some(o) => {
@@ -319,7 +342,13 @@ impl FlowBudget {
         };
         self.owners[o as usize].flows += 1;
         self.flows += 1;
-        self.link_tail(i, List::Unreplied);
+        self.link_tail(
+            i,
+            match kind {
+                FlowKind::Datagram => List::Unreplied,
+                FlowKind::Connection => List::Connecting,
+            },
+        );
         BudgetSlot {
             index: i,
             generation: self.nodes[i as usize].generation,

@@ -32,7 +32,9 @@ use super::{Command, EngineConfig, EngineNetwork, EngineStats, Forward, ForwardP
 use tapnet_wire::ip::{self as packet, IpView, TcpView, Unreachable};
 use tapnet_wire::reassembly::Reassembler;
 
-use tapnet_conntrack::budget::{BudgetConfig, BudgetSlot, FlowBudget};
+use tapnet_conntrack::budget::FlowKind;
+
+use limits::{Charge, Pool};
 
 mod limits;
 
@@ -99,7 +101,7 @@ struct TcpConn {
     /// Finished on both sides; released after the next transmit.
     done: bool,
     /// Its place in the host-socket budget.
-    slot: Option<BudgetSlot>,
+    slot: Option<Charge>,
 }
 
 #[derive(Debug)]
@@ -118,7 +120,7 @@ struct UdpFlow {
     kind: UdpKind,
     /// Its place in the host-socket budget (egress flows: forwarded ones answer
     /// through their listener's socket).
-    slot: Option<BudgetSlot>,
+    slot: Option<Charge>,
     /// The host side has answered.
     replied: bool,
 }
@@ -130,7 +132,7 @@ struct PingFlow {
     remote: IpAddr,
     id: u16,
     socket: Socket,
-    slot: Option<BudgetSlot>,
+    slot: Option<Charge>,
     replied: bool,
 }
 
@@ -266,8 +268,8 @@ pub(super) struct EngineLoop {
     reassembly: Reassembler,
     /// Ping sockets refused by `ping_group_range` (IPv4, IPv6): warned once.
     ping_denied: [bool; 2],
-    /// The bound on flows that hold a host socket.
-    budget: FlowBudget,
+    /// The bounds on flows that hold a host socket.
+    budgets: limits::Budgets,
     /// The container each registered guest address belongs to (by network).
     owners: HashMap<(NetworkId, IpAddr), u64>,
     /// When a full budget was last reported in the log.
@@ -338,10 +340,7 @@ impl EngineLoop {
             scratch: Vec::with_capacity(65536),
             reassembly: Reassembler::default(),
             ping_denied: [false; 2],
-            budget: FlowBudget::new(BudgetConfig {
-                total: config.limits.total,
-                per_owner: config.limits.per_container,
-            }),
+            budgets: limits::Budgets::new(config.limits),
             owners: HashMap::new(),
             limit_warned: None,
             accept_retry: Vec::new(),
@@ -545,12 +544,12 @@ impl EngineLoop {
         for fid in forwards {
             let _ = self.remove_forward(fid);
         }
-        let budget = &mut self.budget;
-        let mut release = |net: NetworkId, slot: Option<BudgetSlot>| {
+        let budgets = &mut self.budgets;
+        let mut release = |net: NetworkId, slot: Option<Charge>| {
             if net == id
                 && let Some(slot) = slot
             {
-                budget.release(slot);
+                budgets.release(slot);
             }
             net != id
         };
@@ -824,7 +823,8 @@ impl EngineLoop {
         let remote = SocketAddr::new(ip.dst, t.dst_port);
         let tok = self.token(KIND_TCP);
         // A container at its bound gets a RST, as a full conntrack table refuses.
-        let Some(slot) = self.admit_flow(net, ip.src, tok) else {
+        let Some(slot) = self.admit_flow(net, ip.src, tok, FlowKind::Connection, Pool::General)
+        else {
             self.refuse_syn(net, ip, t);
             self.forget_ct(&key);
             return;
@@ -832,7 +832,7 @@ impl EngineLoop {
         let stream = match self.with_fd(|this| this.start_connect(target)) {
             Ok(s) => s,
             Err(e) => {
-                self.budget.release(slot);
+                self.budgets.release(slot);
                 if limits::out_of_fds(&e) {
                     self.refuse_syn(net, ip, t);
                 } else {
@@ -858,7 +858,7 @@ impl EngineLoop {
         };
         let Some(handle) = n.term.accept(elapsed, pkt, remote, guest, &mut sink) else {
             self.stats.drop_malformed += 1;
-            self.budget.release(slot);
+            self.budgets.release(slot);
             self.forget_ct(&key);
             return;
         };
@@ -867,7 +867,7 @@ impl EngineLoop {
             if let Some(n) = self.nets.get_mut(&net) {
                 n.term.release(handle);
             }
-            self.budget.release(slot);
+            self.budgets.release(slot);
             self.forget_ct(&key);
             return;
         }
@@ -995,7 +995,7 @@ impl EngineLoop {
                 c.host_writable = true;
                 // Established: never evicted for another flow.
                 if let Some(slot) = c.slot {
-                    self.budget.pin(slot);
+                    self.budgets.pin(slot);
                 }
                 let (net, handle) = (c.net, c.handle);
                 if let Some(n) = self.nets.get_mut(&net) {
@@ -1156,7 +1156,7 @@ impl EngineLoop {
         }
         c.done = true;
         if let Some(slot) = c.slot.take() {
-            self.budget.release(slot);
+            self.budgets.release(slot);
         }
         if let Some(s) = c.stream.take() {
             if !graceful {
@@ -1249,14 +1249,22 @@ impl EngineLoop {
                 };
                 let target = SocketAddr::new(target_ip, dport);
                 let tok = self.token(KIND_UDP);
+                // Queries to the DNS address have room of their own, so that a flood
+                // of other datagrams does not evict them before their answer.
+                let pool =
+                    if dport == 53 && self.nets.get(&net).is_some_and(|n| n.cfg.is_dns(ip.dst)) {
+                        Pool::Dns
+                    } else {
+                        Pool::General
+                    };
                 // Beyond the container's bound the datagram is dropped (counted).
-                let Some(slot) = self.admit_flow(net, ip.src, tok) else {
+                let Some(slot) = self.admit_flow(net, ip.src, tok, FlowKind::Datagram, pool) else {
                     return;
                 };
                 let sock = match self.with_fd(|this| this.udp_connect(target)) {
                     Ok(s) => s,
                     Err(e) => {
-                        self.budget.release(slot);
+                        self.budgets.release(slot);
                         if limits::out_of_fds(&e) {
                             return;
                         }
@@ -1271,11 +1279,11 @@ impl EngineLoop {
                     }
                 };
                 if !self.track(&key, None, pkt.len()) {
-                    self.budget.release(slot);
+                    self.budgets.release(slot);
                     return;
                 }
                 if self.register(&sock, tok).is_err() {
-                    self.budget.release(slot);
+                    self.budgets.release(slot);
                     self.forget_ct(&key);
                     return;
                 }
@@ -1304,7 +1312,7 @@ impl EngineLoop {
             return;
         };
         if let Some(slot) = flow.slot {
-            self.budget.touch(slot, flow.replied);
+            self.budgets.touch(slot, flow.replied);
         }
         let sent = match &flow.kind {
             UdpKind::Egress(s) => s.send(payload),
@@ -1435,7 +1443,7 @@ impl EngineLoop {
             };
             let (net, guest, remote) = (flow.net, flow.guest, flow.remote);
             if let Some(slot) = flow.slot {
-                self.budget.touch(slot, true);
+                self.budgets.touch(slot, true);
             }
             if let Some(flow) = self.udp.get_mut(&tok) {
                 flow.replied = true;
@@ -1483,7 +1491,7 @@ impl EngineLoop {
                 if let Some(flow) = self.pings.get(&t)
                     && let Some(slot) = flow.slot
                 {
-                    self.budget.touch(slot, flow.replied);
+                    self.budgets.touch(slot, flow.replied);
                 }
                 t
             }
@@ -1493,13 +1501,15 @@ impl EngineLoop {
                     return;
                 };
                 let tok = self.token(KIND_PING);
-                let Some(slot) = self.admit_flow(net, ip.src, tok) else {
+                let Some(slot) =
+                    self.admit_flow(net, ip.src, tok, FlowKind::Datagram, Pool::General)
+                else {
                     return;
                 };
                 let socket = match self.with_fd(|this| this.ping_socket(target)) {
                     Ok(s) => s,
                     Err(e) => {
-                        self.budget.release(slot);
+                        self.budgets.release(slot);
                         if limits::out_of_fds(&e) {
                             return;
                         }
@@ -1509,11 +1519,11 @@ impl EngineLoop {
                     }
                 };
                 if !self.track(&key, None, pkt.len()) {
-                    self.budget.release(slot);
+                    self.budgets.release(slot);
                     return;
                 }
                 if self.register(&socket, tok).is_err() {
-                    self.budget.release(slot);
+                    self.budgets.release(slot);
                     self.forget_ct(&key);
                     return;
                 }
@@ -1591,7 +1601,7 @@ impl EngineLoop {
                 continue;
             }
             if let Some(slot) = flow.slot {
-                self.budget.touch(slot, true);
+                self.budgets.touch(slot, true);
             }
             if let Some(flow) = self.pings.get_mut(&tok) {
                 flow.replied = true;
@@ -1653,7 +1663,7 @@ impl EngineLoop {
                         && let Some(flow) = self.udp.remove(&tok)
                     {
                         if let Some(slot) = flow.slot {
-                            self.budget.release(slot);
+                            self.budgets.release(slot);
                         }
                         if let UdpKind::Forward { listener, client } = flow.kind
                             && let Some(l) = self.listeners.get_mut(&listener)
@@ -1668,7 +1678,7 @@ impl EngineLoop {
                         && let Some(flow) = self.pings.remove(&tok)
                         && let Some(slot) = flow.slot
                     {
-                        self.budget.release(slot);
+                        self.budgets.release(slot);
                     }
                 }
                 Proto::Tcp => {
@@ -1868,15 +1878,17 @@ impl EngineLoop {
             }
             // Charged to the container it reaches; refused (closed) beyond its bound.
             let ctok = self.token(KIND_TCP);
-            let Some(slot) = self.admit_flow(net, guest.ip(), ctok) else {
+            let Some(slot) =
+                self.admit_flow(net, guest.ip(), ctok, FlowKind::Connection, Pool::General)
+            else {
                 continue;
             };
             let Some(n) = self.nets.get_mut(&net) else {
-                self.budget.release(slot);
+                self.budgets.release(slot);
                 continue;
             };
             let Some(handle) = n.term.connect(src, guest) else {
-                self.budget.release(slot);
+                self.budgets.release(slot);
                 continue;
             };
             n.active = true;
@@ -1884,10 +1896,10 @@ impl EngineLoop {
                 if let Some(n) = self.nets.get_mut(&net) {
                     n.term.release(handle);
                 }
-                self.budget.release(slot);
+                self.budgets.release(slot);
                 continue;
             }
-            self.budget.pin(slot);
+            self.budgets.pin(slot);
             tracing::debug!("engine: forward tcp {client} -> {guest} (as {src})");
             if let Some(n) = self.nets.get_mut(&net) {
                 n.tcp.insert((guest, src), ctok);

@@ -4,18 +4,26 @@
 //! other container (and itself) out of new connections. The budget
 //! (`tapnet_conntrack::budget`) decides which flow gives way; this module executes
 //! its answers on the engine's flows and counts them.
+//!
+//! DNS queries to a network's DNS address have a small budget of their own (a
+//! sixteenth of the whole), so that a flood of other datagrams, which turns the main
+//! budget over faster than a resolver answers, cannot evict them before their answer:
+//! a flooding container's own name lookups keep working, as its TCP connects do
+//! (connections being set up are evicted only after every datagram flow).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tapnet_conntrack::budget::{Admission, BudgetSlot, Eviction, Limit, Owner};
+use tapnet_conntrack::budget::{
+    Admission, BudgetConfig, BudgetSlot, Eviction, FlowBudget, FlowKind, Limit, Owner,
+};
 use tapnet_conntrack::{FlowKey, Proto};
 use tapnet_switch::NetworkId;
 
 use super::{EngineLoop, KIND_PING, KIND_TCP, KIND_UDP, kind, zone_of};
-use crate::engine::EngineStats;
 use crate::engine::tcp::L4Terminator as _;
+use crate::engine::{EngineStats, FlowLimits};
 
 /// Unregistered guest addresses of a network are charged to one owner per network
 /// (the rootless stack's one container; the daemon registers its containers').
@@ -23,6 +31,76 @@ const NETWORK_OWNER: u64 = 1 << 40;
 
 /// How often, at most, a full budget is reported in the log.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Which budget a flow is charged to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Pool {
+    General,
+    /// DNS queries to a network's DNS address.
+    Dns,
+}
+
+/// A flow's place in one of the budgets.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Charge {
+    slot: BudgetSlot,
+    pool: Pool,
+}
+
+/// The main budget and the DNS queries' own.
+#[derive(Debug)]
+pub(super) struct Budgets {
+    general: FlowBudget,
+    dns: FlowBudget,
+}
+
+impl Budgets {
+    /// Splits `limits` between the two: DNS gets a sixteenth (at most 1024 flows),
+    /// per container in the same proportion; the two together are `limits`.
+    pub(super) fn new(limits: FlowLimits) -> Self {
+        let dns_total = (limits.total / 16).clamp(1, 1024);
+        let dns_per_owner = if limits.per_container >= limits.total {
+            dns_total
+        } else {
+            (dns_total * limits.per_container / limits.total.max(1)).clamp(1, dns_total)
+        };
+        let total = limits.total.saturating_sub(dns_total).max(1);
+        let per_owner = limits
+            .per_container
+            .saturating_sub(dns_per_owner)
+            .clamp(1, total);
+        Self {
+            general: FlowBudget::new(BudgetConfig { total, per_owner }),
+            dns: FlowBudget::new(BudgetConfig {
+                total: dns_total,
+                per_owner: dns_per_owner,
+            }),
+        }
+    }
+
+    fn pool(&mut self, pool: Pool) -> &mut FlowBudget {
+        match pool {
+            Pool::General => &mut self.general,
+            Pool::Dns => &mut self.dns,
+        }
+    }
+
+    pub(super) fn touch(&mut self, charge: Charge, replied: bool) {
+        self.pool(charge.pool).touch(charge.slot, replied);
+    }
+
+    pub(super) fn pin(&mut self, charge: Charge) {
+        self.pool(charge.pool).pin(charge.slot);
+    }
+
+    pub(super) fn release(&mut self, charge: Charge) {
+        self.pool(charge.pool).release(charge.slot);
+    }
+
+    fn len(&self) -> usize {
+        self.general.len() + self.dns.len()
+    }
+}
 
 /// Whether a socket call failed for want of a file descriptor.
 pub(super) fn out_of_fds(e: &io::Error) -> bool {
@@ -51,17 +129,20 @@ impl EngineLoop {
         }
     }
 
-    /// Room for a new flow `tok` of guest `ip` on `net`. The flow the budget evicts
-    /// for it is closed here; `None` (counted) when the flow must be refused.
+    /// Room for a new flow `tok` of guest `ip` on `net`, of `kind`, in `pool`. The
+    /// flow the budget evicts for it is closed here; `None` (counted) when the flow
+    /// must be refused.
     pub(super) fn admit_flow(
         &mut self,
         net: NetworkId,
         ip: IpAddr,
         tok: u64,
-    ) -> Option<BudgetSlot> {
+        kind: FlowKind,
+        pool: Pool,
+    ) -> Option<Charge> {
         let owner = self.owner_of(net, ip);
-        match self.budget.admit(owner, tok) {
-            Admission::Admitted(slot) => Some(slot),
+        match self.budgets.pool(pool).admit(owner, tok, kind) {
+            Admission::Admitted(slot) => Some(Charge { slot, pool }),
             Admission::Evicting {
                 slot,
                 evicted,
@@ -70,7 +151,7 @@ impl EngineLoop {
                 self.count_eviction(reason);
                 self.close_flow(evicted);
                 self.warn_full(ip, None);
-                Some(slot)
+                Some(Charge { slot, pool })
             }
             Admission::Refused(limit) => {
                 self.stats.drop_flow_limit += 1;
@@ -106,7 +187,11 @@ impl EngineLoop {
     /// Evicts one flow (as for a full budget) to free its descriptor. False when
     /// every flow is an established TCP connection.
     pub(super) fn shed_for_fd(&mut self) -> bool {
-        match self.budget.shed() {
+        let shed = match self.budgets.general.shed() {
+            Some(x) => Some(x),
+            None => self.budgets.dns.shed(),
+        };
+        match shed {
             Some((tok, reason)) => {
                 self.count_eviction(reason);
                 self.close_flow(tok);
@@ -174,7 +259,7 @@ impl EngineLoop {
             return;
         }
         self.limit_warned = Some(now);
-        let config = self.budget.config();
+        let config = self.budgets.general.config();
         let what = match refused {
             None => "the oldest unreplied (else least recently used) flows make room",
             Some(_) => "its established connections fill it: new flows are refused",
@@ -199,10 +284,10 @@ impl EngineLoop {
 
     /// The budget's figures in the engine's counters.
     pub(super) fn fill_limit_stats(&self, s: &mut EngineStats) {
-        let config = self.budget.config();
-        s.host_sockets = self.budget.len() as u64;
-        s.host_socket_limit = config.total as u64;
-        s.host_socket_limit_per_container = config.per_owner as u64;
+        let (general, dns) = (self.budgets.general.config(), self.budgets.dns.config());
+        s.host_sockets = self.budgets.len() as u64;
+        s.host_socket_limit = (general.total + dns.total) as u64;
+        s.host_socket_limit_per_container = (general.per_owner + dns.per_owner) as u64;
     }
 }
 
