@@ -10,8 +10,9 @@
 # committed corpus `fuzz/corpus/TARGET` and growing a working corpus in
 # `fuzz/work/TARGET` (not committed). When the time is up it merges both into a
 # minimal set with libFuzzer's `-merge=1` and writes that back to `fuzz/corpus/TARGET`:
-# files named `seed_*` or `crash_*` (hand-made seeds and regression inputs) are always
-# kept; every other file is kept only if it adds coverage. Crashes, leaks, timeouts
+# files a person named (hand-made seeds, `crash_*` regression inputs: any name that is
+# not a libFuzzer hash or `found_*`/`found-*`) are always kept; every other file is
+# kept only if it adds coverage. Crashes, leaks, timeouts
 # and out-of-memory inputs land in `fuzz/artifacts/TARGET/`; the script lists them and
 # exits 1 if there are any. Fix the bug, then copy the input into the corpus as
 # `crash_<what>.bin`: the corpus replay tests (`cargo test`) keep it as a regression.
@@ -52,6 +53,15 @@ JOBS=${JOBS:-1}
 SANITIZER=${SANITIZER:-address}
 NICE=${NICE:-10}
 
+# Whether a corpus file's name is a fuzzer's (a libFuzzer SHA-1, or found_*/found-*)
+# rather than a person's.
+generated() {
+	case $1 in
+	found_* | found-*) return 0 ;;
+	esac
+	[[ $1 =~ ^[0-9a-f]{40}$ ]]
+}
+
 campaign() {
 	local t=$1 corpus=corpus/$1 work=work/$1 art=artifacts/$1 log=work/$1.log
 	mkdir -p "$corpus" "$work" "$art"
@@ -83,12 +93,19 @@ campaign() {
 	# old corpus and the working corpus adds coverage.
 	local merged rest
 	merged=$(mktemp -d) rest=$(mktemp -d)
-	find "$corpus" -maxdepth 1 -type f \( -name 'seed_*' -o -name 'crash_*' \) -exec cp {} "$merged/" \;
-	find "$corpus" -maxdepth 1 -type f ! -name 'seed_*' ! -name 'crash_*' -exec cp {} "$rest/" \;
+	local f
+	for f in "$corpus"/*; do
+		[ -f "$f" ] || continue
+		if generated "$(basename "$f")"; then cp "$f" "$rest/"; else cp "$f" "$merged/"; fi
+	done
 	nice -n "$NICE" "$bin" -merge=1 -timeout=10 -rss_limit_mb=2048 "$merged" "$rest" "$work" \
 		>>"$log" 2>&1
-	find "$corpus" -maxdepth 1 -type f ! -name 'seed_*' ! -name 'crash_*' -delete
-	find "$merged" -maxdepth 1 -type f ! -name 'seed_*' ! -name 'crash_*' -exec cp {} "$corpus/" \;
+	for f in "$corpus"/*; do
+		[ -f "$f" ] && generated "$(basename "$f")" && rm -f "$f"
+	done
+	for f in "$merged"/*; do
+		[ -f "$f" ] && generated "$(basename "$f")" && cp "$f" "$corpus/"
+	done
 	rm -rf "$merged" "$rest"
 	local after found
 	after=$(find "$corpus" -type f | wc -l)
