@@ -19,30 +19,38 @@
 //! socket.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use tapnet_switch::dns::forward::{Forwarder, ForwarderConfig};
 use tapnet_switch::dns::{DnsVerdict, NameTable};
 use tapnet_switch::{NetworkId, PortId};
 
+use super::dns_tcp::TcpQueries;
 use crate::engine::LocalNames;
 use crate::port::DnsSockets;
 
 /// How long a forwarded query waits for upstream.
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest DNS message handled (EDNS0 answers over UDP stay well below).
 const MAX_MESSAGE: usize = 4096;
+/// Queries waiting for upstream at once, in all and per container: a container that
+/// floods unknown names has its own queries refused, not the others' forgotten.
+const FORWARDER: ForwarderConfig = ForwarderConfig {
+    capacity: 4096,
+    per_client: 256,
+    timeout: UPSTREAM_TIMEOUT,
+};
 /// How long the engine's note of a TCP connection to the gateway server waits for it.
 const TCP_ASKER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The names, and which containers see which.
 #[derive(Debug, Default)]
-struct Names {
+pub(super) struct Names {
     table: NameTable,
     /// Each container's lookup scope: the networks it is on.
     scopes: HashMap<String, Vec<NetworkId>>,
@@ -54,13 +62,13 @@ struct Names {
 }
 
 impl Names {
-    fn scope_of(&self, container: &str) -> &[NetworkId] {
+    pub(super) fn scope_of(&self, container: &str) -> &[NetworkId] {
         self.scopes.get(container).map_or(&[], Vec::as_slice)
     }
 
     /// The scope of the container that has address `ip` on `network` (none if no
     /// container has it: only other names, forwarded, then).
-    fn scope_at(&self, network: NetworkId, ip: IpAddr) -> &[NetworkId] {
+    pub(super) fn scope_at(&self, network: NetworkId, ip: IpAddr) -> &[NetworkId] {
         self.table
             .endpoint_at(network, ip)
             .and_then(|port| self.containers.get(&port))
@@ -68,7 +76,7 @@ impl Names {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -100,15 +108,6 @@ impl LocalNames for GatewayNames {
             .retain(|_, (_, _, since)| now.duration_since(*since) < TCP_ASKER_TIMEOUT);
         names.tcp_askers.insert(local, (net, client, now));
     }
-}
-
-/// A query sent upstream on behalf of a container.
-#[derive(Debug)]
-struct Pending {
-    container: String,
-    client: SocketAddr,
-    id: [u8; 2],
-    deadline: Instant,
 }
 
 /// The names of one endpoint (a container on a network) and its addresses there.
@@ -259,7 +258,7 @@ struct Sockets {
 }
 
 fn run(
-    names: &Mutex<Names>,
+    names: &Arc<Mutex<Names>>,
     clients: &Mutex<HashMap<String, DnsSockets>>,
     stop: &AtomicBool,
     sockets: &Sockets,
@@ -270,8 +269,16 @@ fn run(
         gateway_tcp,
     } = sockets;
     let upstream = *upstream;
-    let mut pending: HashMap<u16, Pending> = HashMap::new();
-    let mut next_id: u16 = 1;
+    let origin = Instant::now();
+    let wire_now = || {
+        tapnet_wire::Instant::from_nanos(
+            u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        )
+    };
+    let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 53u16);
+    // Queries sent upstream: charged to their container, answered at its socket.
+    let mut forwarder: Forwarder<String, (String, SocketAddr)> = Forwarder::new(FORWARDER, seed);
+    let mut tcp = TcpQueries::new(upstream);
     let mut buf = vec![0u8; MAX_MESSAGE];
     let mut out = vec![0u8; MAX_MESSAGE];
     let timeout = Timespec {
@@ -296,11 +303,17 @@ fn run(
         drop(watched);
 
         // TCP at the gateways: the scope is that of the container the engine said the
-        // connection carries (none for a connection it did not announce).
+        // connection carries (none for a connection it did not announce). Each
+        // connection is served on a worker of its own, bounded per container.
         while let Some(Ok((stream, peer))) = gateway_tcp.as_ref().map(TcpListener::accept) {
-            serve_tcp(stream, &mut buf, &mut out, upstream, |query, out| {
-                let mut names = lock(names);
-                let asker = names.tcp_askers.remove(&peer);
+            let asker = lock(names).tcp_askers.remove(&peer);
+            let owner = asker.map_or_else(
+                || "gateway".to_owned(),
+                |(net, ip, _)| format!("gateway {}/{ip}", net.0),
+            );
+            let names = Arc::clone(names);
+            tcp.serve(owner, stream, move |query, out| {
+                let names = lock(&names);
                 let scope = asker.map_or(&[][..], |(net, ip, _)| names.scope_at(net, ip));
                 names.table.answer_tcp(query, scope, out)
             });
@@ -308,20 +321,16 @@ fn run(
 
         let clients = lock(clients);
         // Answers from upstream go back to the container that asked, with its ID.
+        let now = wire_now();
         while let Ok((n, _)) = upstream_socket.recv_from(&mut buf) {
-            let Some(p) = (n >= 12)
-                .then(|| pending.remove(&u16::from_be_bytes([buf[0], buf[1]])))
-                .flatten()
-            else {
+            let Some((container, client)) = forwarder.answer(now, &mut buf[..n]) else {
                 continue;
             };
-            buf[..2].copy_from_slice(&p.id);
-            if let Some(c) = clients.get(&p.container) {
-                let _ = c.udp.send_to(&buf[..n], p.client);
+            if let Some(c) = clients.get(&container) {
+                let _ = c.udp.send_to(&buf[..n], client);
             }
         }
-        let now = Instant::now();
-        pending.retain(|_, p| p.deadline > now);
+        forwarder.handle_timeout(now);
         for (name, client) in clients.iter() {
             while let Ok((n, from)) = client.udp.recv_from(&mut buf) {
                 let verdict = {
@@ -334,81 +343,29 @@ fn run(
                     DnsVerdict::Answer { len } => {
                         let _ = client.udp.send_to(&out[..len], from);
                     }
-                    DnsVerdict::Forward if n >= 12 => {
+                    DnsVerdict::Forward => {
                         let Some(upstream) = upstream else { continue };
-                        let id = next_id;
-                        next_id = next_id.wrapping_add(1).max(1);
-                        let deadline = now + UPSTREAM_TIMEOUT;
-                        let original = [buf[0], buf[1]];
-                        pending.insert(
-                            id,
-                            Pending {
-                                container: name.clone(),
-                                client: from,
-                                id: original,
-                                deadline,
-                            },
-                        );
-                        buf[..2].copy_from_slice(&id.to_be_bytes());
-                        let _ = upstream_socket.send_to(&buf[..n], upstream);
+                        let query = &mut buf[..n];
+                        if forwarder
+                            .forward(now, name.clone(), (name.clone(), from), query)
+                            .is_ok()
+                        {
+                            let _ = upstream_socket.send_to(query, upstream);
+                        }
                     }
-                    DnsVerdict::Forward | DnsVerdict::Drop => {}
+                    DnsVerdict::Drop => {}
                 }
             }
             while let Ok((stream, _)) = client.tcp.accept() {
-                serve_tcp(stream, &mut buf, &mut out, upstream, |query, out| {
-                    let names = lock(names);
-                    names.table.answer_tcp(query, names.scope_of(name), out)
+                let names = Arc::clone(names);
+                let container = name.clone();
+                tcp.serve(name.clone(), stream, move |query, out| {
+                    let names = lock(&names);
+                    names
+                        .table
+                        .answer_tcp(query, names.scope_of(&container), out)
                 });
             }
         }
     }
-}
-
-/// Serves one TCP connection (RFC 7766): resolvers retry truncated answers over TCP
-/// with one query per connection; it is answered with `answer` (which must not block)
-/// or forwarded, and the connection closed.
-fn serve_tcp(
-    mut stream: TcpStream,
-    buf: &mut [u8],
-    out: &mut [u8],
-    upstream: Option<SocketAddr>,
-    answer: impl FnOnce(&[u8], &mut [u8]) -> DnsVerdict,
-) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let mut len = [0u8; 2];
-    if stream.read_exact(&mut len).is_err() {
-        return;
-    }
-    let n = usize::from(u16::from_be_bytes(len)).min(buf.len());
-    if stream.read_exact(&mut buf[..n]).is_err() {
-        return;
-    }
-    let reply = match answer(&buf[..n], out) {
-        DnsVerdict::Answer { len } => Some(out[..len].to_vec()),
-        DnsVerdict::Forward => upstream.and_then(|u| forward_tcp(u, &buf[..n])),
-        DnsVerdict::Drop => None,
-    };
-    if let Some(reply) = reply
-        && let Ok(len) = u16::try_from(reply.len())
-    {
-        let _ = stream.write_all(&len.to_be_bytes());
-        let _ = stream.write_all(&reply);
-    }
-}
-
-/// Asks `upstream` over TCP and returns its answer (blocking, bounded by timeouts).
-fn forward_tcp(upstream: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
-    let mut stream = TcpStream::connect_timeout(&upstream, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(UPSTREAM_TIMEOUT)).ok()?;
-    let len = u16::try_from(query.len()).ok()?;
-    stream.write_all(&len.to_be_bytes()).ok()?;
-    stream.write_all(query).ok()?;
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).ok()?;
-    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut reply).ok()?;
-    Some(reply)
 }

@@ -4,6 +4,7 @@
 pub(crate) mod client;
 pub(crate) mod daemon;
 pub(crate) mod dns;
+mod dns_tcp;
 pub(crate) mod proto;
 pub(crate) mod registry;
 

@@ -41,10 +41,13 @@
 //!   payload size; a response whose records do not fit is sent with TC set and no
 //!   records, so that the client retries over TCP (RFC 2181 9, RFC 7766).
 
+pub mod forward;
 mod message;
 #[cfg(test)]
 mod tests;
 
+#[doc(hidden)]
+pub mod forward_fuzzing;
 #[doc(hidden)]
 pub mod fuzzing;
 
