@@ -344,7 +344,7 @@ impl<H> Pipeline<H> {
             }
         }
         if let Some(port) = gateway {
-            self.route(now, port, frame, offload, writer);
+            self.route(now, port, ingress, frame, offload, writer);
         }
     }
 
@@ -366,11 +366,13 @@ impl<H> Pipeline<H> {
         Self::write_now_to(&mut self.ports, &egress.ports, frame, offload, writer);
     }
 
-    /// Hands a frame that reached gateway `port` to the router and acts on its verdict.
+    /// Hands a frame that reached gateway `port` from `ingress` to the router and acts
+    /// on its verdict.
     fn route<W: DirectWrite<H>>(
         &mut self,
         now: Instant,
         port: PortId,
+        ingress: PortId,
         frame: &[u8],
         offload: Option<Offload>,
         writer: &W,
@@ -413,7 +415,7 @@ impl<H> Pipeline<H> {
                     offload::raise_mss_towards_engine(frame, offload, mtu);
                 }
                 let sent = match (&self.uplink, self.scratch.get(packet)) {
-                    (Some(link), Some(packet)) => link.send(net, packet),
+                    (Some(link), Some(packet)) => link.send_from(net, ingress.0, packet),
                     _ => false,
                 };
                 if !sent {

@@ -505,6 +505,7 @@ impl EngineLoop {
                 Command::Stats(reply) => {
                     let mut s = self.stats;
                     s.drop_link_full_in = self.link.send_drops();
+                    s.drop_link_fair_share = self.link.fair_share_drops();
                     s.tcp_flows = self.tcp.len() as u64;
                     s.udp_flows = self.udp.len() as u64;
                     s.icmp_flows = self.pings.len() as u64;

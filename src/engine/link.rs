@@ -5,10 +5,19 @@
 //! packet. Wake-ups are cheap: the datapath writes the engine's eventfd only when the
 //! engine is parked in `epoll_wait` (the `parked` flag, a Dekker-style handshake), and
 //! the engine writes the datapath's eventfd once per batch, not once per packet.
+//!
+//! The queue into the engine is shared by every container of the datapath, so a
+//! container that floods it must not crowd the others out: each packet carries its
+//! source (the container's port, hashed to one of [`SOURCES`] buckets), and once the
+//! queue is half full a source that has more packets waiting than its fair share has
+//! its new packets dropped and counted, while the others' still get in. The share is
+//! the waiting packets over the sources that have some, plus one: room is always kept
+//! for a source that has none waiting yet, so that a flood alone never fills the
+//! queue against a newcomer.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use rustix::event::{EventfdFlags, eventfd};
@@ -18,12 +27,16 @@ use tapnet_switch::NetworkId;
 pub(super) const QUEUE_DEPTH: usize = 2048;
 /// Most idle buffers kept for reuse.
 const FREE_DEPTH: usize = 2 * QUEUE_DEPTH;
+/// Buckets of packet sources for the fair share of the queue into the engine.
+const SOURCES: usize = 64;
 
 /// One IP packet in flight and the network it belongs to.
 #[derive(Debug)]
 pub(super) struct Packet {
     pub(super) net: NetworkId,
     pub(super) data: Vec<u8>,
+    /// The source's bucket (packets into the engine; 0 for those out of it).
+    source: u8,
 }
 
 #[derive(Debug)]
@@ -39,6 +52,12 @@ struct Shared {
     guest_ready: OwnedFd,
     /// Packets the datapath handed in that did not fit in the queue.
     send_drops: AtomicU64,
+    /// Packets waiting in the queue into the engine, by source bucket, and how many
+    /// buckets have some.
+    waiting: [AtomicU32; SOURCES],
+    active_sources: AtomicU32,
+    /// Packets dropped because their source had more than its fair share waiting.
+    fair_share_drops: AtomicU64,
     /// The engine runs on the datapath thread, which drains `to_guest` right after each
     /// step: `guest_ready` is neither signalled nor read.
     inline: bool,
@@ -52,6 +71,13 @@ impl Shared {
                 buf
             }
             Err(_) => Vec::with_capacity(2048),
+        }
+    }
+
+    /// A packet of source bucket `source` left the queue into the engine.
+    fn left_queue(&self, source: u8) {
+        if self.waiting[usize::from(source)].fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.active_sources.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -86,6 +112,9 @@ pub(super) fn pair(inline: bool) -> std::io::Result<(PacketLink, EngineLink)> {
         engine_parked: AtomicBool::new(false),
         guest_ready: eventfd(0, flags)?,
         send_drops: AtomicU64::new(0),
+        waiting: std::array::from_fn(|_| AtomicU32::new(0)),
+        active_sources: AtomicU32::new(0),
+        fair_share_drops: AtomicU64::new(0),
         inline,
     });
     Ok((
@@ -113,10 +142,39 @@ impl PacketLink {
     /// Hands an IP packet from a container of `net` to the engine (copied). Returns
     /// false, and the packet is dropped, when the queue is full.
     pub(crate) fn send(&self, net: NetworkId, packet: &[u8]) -> bool {
+        self.enqueue(net, 0, false, packet)
+    }
+
+    /// [`Self::send`] for a packet from `source` (the container's port id): dropped,
+    /// and counted, too when the queue is half full and `source` has more than its
+    /// fair share of it waiting.
+    pub(crate) fn send_from(&self, net: NetworkId, source: u32, packet: &[u8]) -> bool {
+        self.enqueue(net, source, true, packet)
+    }
+
+    fn enqueue(&self, net: NetworkId, source: u32, fair: bool, packet: &[u8]) -> bool {
         let shared = &*self.shared;
+        let bucket = (source as usize % SOURCES) as u8;
+        let waiting = &shared.waiting[usize::from(bucket)];
+        let queued = shared.to_engine.0.len();
+        if fair && queued >= QUEUE_DEPTH / 2 {
+            let active = shared.active_sources.load(Ordering::Relaxed) as usize;
+            if waiting.load(Ordering::Relaxed) as usize > queued / (active + 1) {
+                shared.fair_share_drops.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        }
         let mut data = shared.take_buffer();
         data.extend_from_slice(packet);
-        match shared.to_engine.0.try_send(Packet { net, data }) {
+        if waiting.fetch_add(1, Ordering::Relaxed) == 0 {
+            shared.active_sources.fetch_add(1, Ordering::Relaxed);
+        }
+        let packet = Packet {
+            net,
+            data,
+            source: bucket,
+        };
+        match shared.to_engine.0.try_send(packet) {
             Ok(()) => {
                 // Pairs with the engine's store of `true` before its final queue check.
                 if shared.engine_parked.swap(false, Ordering::SeqCst) {
@@ -126,6 +184,7 @@ impl PacketLink {
             }
             Err(TrySendError::Full(p) | TrySendError::Disconnected(p)) => {
                 shared.send_drops.fetch_add(1, Ordering::Relaxed);
+                shared.left_queue(p.source);
                 shared.recycle(p.data);
                 false
             }
@@ -206,7 +265,9 @@ impl EngineLink {
 
     /// The next packet from the datapath.
     pub(super) fn pop(&self) -> Option<Packet> {
-        self.shared.to_engine.1.try_recv().ok()
+        let p = self.shared.to_engine.1.try_recv().ok()?;
+        self.shared.left_queue(p.source);
+        Some(p)
     }
 
     /// Returns a packet's buffer to the pool.
@@ -226,7 +287,12 @@ impl EngineLink {
 
     /// Queues a packet for the datapath; false (and the buffer is recycled) when full.
     pub(super) fn push(&mut self, net: NetworkId, data: Vec<u8>) -> bool {
-        match self.shared.to_guest.0.try_send(Packet { net, data }) {
+        let packet = Packet {
+            net,
+            data,
+            source: 0,
+        };
+        match self.shared.to_guest.0.try_send(packet) {
             Ok(()) => {
                 self.pending_wake = true;
                 true
@@ -249,6 +315,11 @@ impl EngineLink {
     /// Packets the datapath could not queue.
     pub(super) fn send_drops(&self) -> u64 {
         self.shared.send_drops.load(Ordering::Relaxed)
+    }
+
+    /// Packets into the engine dropped for going beyond their source's fair share.
+    pub(super) fn fair_share_drops(&self) -> u64 {
+        self.shared.fair_share_drops.load(Ordering::Relaxed)
     }
 }
 
@@ -304,5 +375,29 @@ mod tests {
         let mut n = [0u8; 8];
         assert_eq!(rustix::io::read(engine.wake_fd(), &mut n).unwrap(), 8);
         assert!(!engine.park(), "a queued packet forbids blocking");
+    }
+
+    #[test]
+    fn a_flooding_source_gets_its_fair_share_and_a_newcomer_always_gets_in() {
+        let (link, engine) = pair(true).unwrap();
+        let net = NetworkId(1);
+        // Alone, a source may fill half the queue, then half of what it holds.
+        let mut sent = 0;
+        while link.send_from(net, 7, b"flood") {
+            sent += 1;
+            assert!(sent <= QUEUE_DEPTH, "never more than the queue");
+        }
+        assert!((QUEUE_DEPTH / 2..QUEUE_DEPTH).contains(&sent), "{sent}");
+        assert!(link.shared.fair_share_drops.load(Ordering::Relaxed) > 0);
+        // Another source still gets in, and so does the flood once the engine took
+        // some of it.
+        assert!(link.send_from(net, 8, b"victim"));
+        for _ in 0..QUEUE_DEPTH / 4 {
+            assert!(engine.pop().is_some());
+        }
+        assert!(link.send_from(net, 7, b"flood"));
+        // Packets without a source (the rootless stack's one container) never count.
+        while link.send(net, b"lone") {}
+        assert_eq!(link.shared.to_engine.0.len(), QUEUE_DEPTH);
     }
 }

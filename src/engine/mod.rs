@@ -189,6 +189,9 @@ pub(crate) struct EngineStats {
     pub(crate) host_rx_bytes: u64,
     /// Drops, by reason.
     pub(crate) drop_link_full_in: u64,
+    /// Packets from a container that had more than its fair share of the queue into
+    /// the engine waiting while the queue was half full (the others' still got in).
+    pub(crate) drop_link_fair_share: u64,
     pub(crate) drop_link_full_out: u64,
     pub(crate) drop_malformed: u64,
     pub(crate) drop_unsupported: u64,
