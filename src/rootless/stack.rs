@@ -388,8 +388,26 @@ impl Stack {
     /// Stops everything; the TAP disappears with its fds.
     pub(crate) fn shutdown(self) {
         for (datapath, engine) in self.pipelines {
+            report_flow_bounds(&engine.stats());
             stop_pipeline(datapath, engine);
         }
+    }
+}
+
+/// Says once, at the end, what the bounds on host-socket flows did (the rootless
+/// stack has no `tapnet stats`).
+fn report_flow_bounds(s: &crate::engine::EngineStats) {
+    let evicted = s.evicted_unreplied + s.evicted_lru;
+    let refused = s.drop_flow_limit + s.drop_no_fd;
+    if evicted + refused > 0 {
+        tracing::info!(
+            evicted_unreplied = s.evicted_unreplied,
+            evicted_lru = s.evicted_lru,
+            refused_flow_limit = s.drop_flow_limit,
+            refused_no_fd = s.drop_no_fd,
+            limit = s.host_socket_limit,
+            "host-socket flows: bound reached during the run"
+        );
     }
 }
 
