@@ -7,6 +7,7 @@ pub(crate) mod run;
 pub(crate) mod sandbox;
 pub(crate) mod slirp;
 pub(crate) mod stack;
+pub(crate) mod watch;
 
 /// Creates `DIR/slirp4netns`, a symbolic link to the running executable, so that
 /// podman (`helper_binaries_dir`, `network_cmd_path`) or rootlesskit

@@ -8,12 +8,14 @@
 //! stdout, and exit 1); build the configuration (errors exit 1); attach the TAP
 //! (with `-c`, configure it); bind the API socket; enter the sandbox and install the
 //! seccomp filter if asked; write `"1"` to the ready fd and close it; then serve the
-//! API until the exit fd polls readable or hangs up, or SIGINT/SIGTERM arrives.
+//! API until the exit fd polls readable or hangs up, or SIGINT/SIGTERM arrives, or,
+//! without an exit fd, the container is gone (see [`super::watch`]).
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use rustix::event::{PollFd, PollFlags};
@@ -23,6 +25,7 @@ use super::api::{ApiConfig, ApiServer};
 use super::getopt::{HasArg, LongOpt, ShortOpt, getopt_long};
 use super::sandbox;
 use super::stack::{Stack, StackConfig};
+use super::watch::ContainerWatch;
 use crate::port::NetnsTarget;
 use crate::sys::userns;
 
@@ -605,6 +608,14 @@ fn run(o: &Options) -> Result<(), String> {
     // sandbox while this is the only thread: the threads the stack starts inherit
     // its dropped capabilities (capabilities are per thread).
     let api = o.api_socket.as_deref().map(ApiServer::bind).transpose()?;
+    // Without an exit fd, the container's end is noticed by watching it (opened
+    // before the sandbox hides /proc and the namespace's directory).
+    let watch = match &o.target {
+        _ if o.exit_fd.is_some() => None,
+        Target::Pid(pid) => Some(ContainerWatch::process(*pid)),
+        Target::Path(path) => Some(ContainerWatch::path(path)?),
+        Target::TapFd(_) => None,
+    };
     if let Some(sandbox) = sandbox {
         sandbox
             .enter()
@@ -613,7 +624,7 @@ fn run(o: &Options) -> Result<(), String> {
     let stack = Stack::start_with_tap(config.clone(), tap).map_err(|e| format!("tapnet: {e:#}"))?;
     print!("{}", banner(&config, o.api_socket.as_deref()));
     let _ = std::io::stdout().flush();
-    let result = serve(o, &config, &stack, api, ready_fd, exit_fd, &sig_r);
+    let result = serve(o, &config, &stack, api, ready_fd, exit_fd, &sig_r, watch);
     for id in sig_ids {
         signal_hook::low_level::unregister(id);
     }
@@ -621,6 +632,65 @@ fn run(o: &Options) -> Result<(), String> {
     result
 }
 
+/// The fds `serve` waits for, besides the API socket's.
+struct Waited<'a> {
+    signals: BorrowedFd<'a>,
+    exit: Option<BorrowedFd<'a>>,
+    pidfd: Option<BorrowedFd<'a>>,
+}
+
+/// What woke `serve`.
+#[derive(Debug, Default)]
+struct Woken {
+    signalled: bool,
+    exit_event: bool,
+    pidfd_ready: bool,
+    accepted: usize,
+}
+
+/// Polls `waited` and the API socket with its clients, for at most `wait`.
+fn wait_for_events(
+    api: Option<&ApiServer>,
+    waited: &Waited<'_>,
+    wait: Option<Duration>,
+) -> Result<Woken, String> {
+    let mut extra = vec![(waited.signals, PollFlags::IN)];
+    let exit_at = waited.exit.map(|fd| {
+        extra.push((fd, PollFlags::IN | PollFlags::HUP));
+        extra.len() - 1
+    });
+    let pidfd_at = waited.pidfd.map(|fd| {
+        extra.push((fd, PollFlags::IN));
+        extra.len() - 1
+    });
+    let (events, accepted) = match api {
+        Some(api) => {
+            let polled = api.poll(&extra, wait).map_err(|e| format!("poll: {e}"))?;
+            (polled.extra, polled.accepted)
+        }
+        None => {
+            let mut fds: Vec<PollFd<'_>> = extra
+                .iter()
+                .map(|&(fd, flags)| PollFd::from_borrowed_fd(fd, flags))
+                .collect();
+            let timeout = wait.and_then(|w| rustix::event::Timespec::try_from(w).ok());
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                Ok(_) => (fds.iter().map(PollFd::revents).collect(), 0),
+                Err(rustix::io::Errno::INTR) => (vec![PollFlags::empty(); fds.len()], 0),
+                Err(e) => return Err(format!("poll: {e}")),
+            }
+        }
+    };
+    let fired = |at: Option<usize>| at.is_some_and(|i| !events[i].is_empty());
+    Ok(Woken {
+        signalled: !events[0].is_empty(),
+        exit_event: fired(exit_at),
+        pidfd_ready: fired(pidfd_at),
+        accepted,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 fn serve(
     o: &Options,
     config: &StackConfig,
@@ -629,6 +699,7 @@ fn serve(
     ready_fd: Option<OwnedFd>,
     exit_fd: Option<OwnedFd>,
     signals: &std::os::unix::net::UnixStream,
+    mut watch: Option<ContainerWatch>,
 ) -> Result<(), String> {
     if o.seccomp {
         sandbox::enable_seccomp().map_err(|e| format!("{e}\nenable_seccomp failed"))?;
@@ -643,40 +714,49 @@ fn serve(
         ipv6: config.ipv6,
     };
     loop {
-        let mut fds = vec![PollFd::new(signals, PollFlags::IN)];
-        if let Some(api) = &api {
-            fds.push(PollFd::new(api.listener(), PollFlags::IN));
-        }
-        if let Some(exit) = &exit_fd {
-            fds.push(PollFd::new(exit, PollFlags::IN | PollFlags::HUP));
-        }
-        match rustix::event::poll(&mut fds, None) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(format!("poll: {e}")),
-        }
-        let signalled = !fds[0].revents().is_empty();
-        let api_ready = api.is_some() && !fds[1].revents().is_empty();
-        let exit_event = exit_fd.is_some() && !fds[fds.len() - 1].revents().is_empty();
-        drop(fds);
-        if exit_event {
+        let waited = Waited {
+            signals: signals.as_fd(),
+            exit: exit_fd.as_ref().map(AsFd::as_fd),
+            pidfd: watch.as_ref().and_then(ContainerWatch::pidfd),
+        };
+        let wait = watch.as_ref().and_then(|w| w.wait(Instant::now()));
+        let woken = wait_for_events(api.as_ref(), &waited, wait)?;
+        if woken.exit_event {
             eprintln!("exitfd event");
             break;
         }
-        if signalled {
+        if woken.signalled {
             eprintln!("signal received, exiting");
             break;
         }
-        if api_ready {
-            eprintln!("apifd event");
-            if let Some(api) = &api {
-                api.serve_pending(stack, api_config);
+        if let Some(api) = &api {
+            for _ in 0..woken.accepted {
+                eprintln!("apifd event");
             }
+            api.serve_ready(stack, api_config);
+        }
+        if let Some(gone) = watch
+            .as_mut()
+            .and_then(|w| w.check(woken.pidfd_ready, Instant::now()))
+        {
+            eprintln!("{gone}, exiting");
+            break;
         }
     }
     eprintln!("do_slirp is exiting");
+    if let Some(api) = &api {
+        let s = api.stats();
+        tracing::debug!(
+            accepted = s.accepted,
+            requests = s.requests,
+            timed_out = s.timed_out,
+            too_long = s.too_long,
+            evicted = s.evicted,
+            unread_responses = s.unread_responses,
+            "API socket"
+        );
+    }
     drop(api);
-    let _ = exit_fd.as_ref().map(AsFd::as_fd);
     Ok(())
 }
 
