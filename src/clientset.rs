@@ -141,6 +141,9 @@ struct Conn {
     since: Instant,
     /// The queued request is the connection's last.
     last: bool,
+    /// Answered: its input may hold the next request, looked at in the next poll (so
+    /// that a client pipelining requests takes its turn with the others).
+    reframe: bool,
     closed: bool,
 }
 
@@ -194,9 +197,12 @@ impl<F: Framing> ClientSet<F> {
         wait: Option<Duration>,
     ) -> io::Result<Polled> {
         let now = Instant::now();
-        let until_deadline = self
-            .nearest_deadline()
-            .map(|d| d.saturating_duration_since(now));
+        let until_deadline = if self.conns.iter().any(|c| c.reframe && !c.closed) {
+            Some(Duration::ZERO)
+        } else {
+            self.nearest_deadline()
+                .map(|d| d.saturating_duration_since(now))
+        };
         let timeout = match (until_deadline, wait) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -235,6 +241,9 @@ impl<F: Framing> ClientSet<F> {
         for (i, events) in conn_events.iter().enumerate() {
             if !events.is_empty() {
                 self.service(i);
+            }
+            if std::mem::take(&mut self.conns[i].reframe) {
+                self.frame(i);
             }
         }
         let accepted = if accepting && !listener_events[0].is_empty() {
@@ -319,6 +328,7 @@ impl<F: Framing> ClientSet<F> {
                         phase: Phase::Reading,
                         since: Instant::now(),
                         last: false,
+                        reframe: false,
                         closed: false,
                     });
                     self.next_id += 1;
@@ -475,7 +485,7 @@ impl<F: Framing> ClientSet<F> {
         } else {
             conn.phase = Phase::Reading;
             // A pipelined request may be buffered already.
-            self.frame(i);
+            conn.reframe = true;
         }
     }
 

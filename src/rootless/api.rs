@@ -22,12 +22,13 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::event::PollFlags;
+use rustix::fs::{Mode, OFlags};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -336,6 +337,9 @@ impl Framing for ApiFraming {
 pub(crate) struct ApiServer {
     clients: RefCell<ClientSet<ApiFraming>>,
     path: PathBuf,
+    /// The socket's directory, opened at bind: the file is removed through it, so
+    /// that it goes even from inside the sandbox, whose root does not show it.
+    dir: Option<OwnedFd>,
 }
 
 impl ApiServer {
@@ -358,9 +362,20 @@ impl ApiServer {
         };
         let clients = ClientSet::new(listener, ApiFraming, limits)
             .map_err(|e| format!("api_bindlisten: listen: {e}"))?;
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = rustix::fs::open(
+            parent,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok();
         Ok(Self {
             clients: RefCell::new(clients),
             path: path.to_owned(),
+            dir,
         })
     }
 
@@ -411,7 +426,15 @@ impl ApiServer {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let removed = match (&self.dir, self.path.file_name()) {
+            (Some(dir), Some(name)) => {
+                rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty()).is_ok()
+            }
+            _ => false,
+        };
+        if !removed {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -42,6 +42,39 @@ impl NsId {
     }
 }
 
+/// A process's network namespace as `/proc` shows it: its nsfs file `ns/net`
+/// (namespaces(7)), and the inode of its `net/dev` (each namespace has its own). The
+/// second tells when the first may not be read: `ns/net` needs ptrace access to the
+/// process, which a sandboxed forwarder without capabilities lacks for the
+/// container's root processes, while `net/dev` is readable by all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ProcNetns {
+    nsfs: NsId,
+    proc_net: Option<NsId>,
+}
+
+impl ProcNetns {
+    fn of(proc: BorrowedFd<'_>, pid: u32) -> Result<Self, Errno> {
+        Ok(Self {
+            nsfs: NsId::at(proc, Path::new(&format!("{pid}/ns/net")))?,
+            proc_net: NsId::at(proc, Path::new(&format!("{pid}/net/dev"))).ok(),
+        })
+    }
+
+    /// Whether process `pid` is in this namespace; an error if it cannot be told
+    /// (`ENOENT`: the process is gone or a zombie).
+    fn holds(&self, proc: BorrowedFd<'_>, pid: u32) -> Result<bool, Errno> {
+        match NsId::at(proc, Path::new(&format!("{pid}/ns/net"))) {
+            Ok(ns) => Ok(ns == self.nsfs),
+            Err(Errno::ACCESS | Errno::PERM) => match self.proc_net {
+                Some(net) => NsId::at(proc, Path::new(&format!("{pid}/net/dev"))).map(|n| n == net),
+                None => Err(Errno::ACCESS),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Target {
     Process {
@@ -50,7 +83,7 @@ enum Target {
         pidfd: Option<OwnedFd>,
         exited: bool,
         /// The namespace the process was in, if it could be read.
-        netns: Option<NsId>,
+        netns: Option<ProcNetns>,
         proc: Option<OwnedFd>,
     },
     Path {
@@ -81,7 +114,7 @@ impl ContainerWatch {
     pub(crate) fn process(pid: u32) -> Self {
         let proc = open_dir(Path::new("/proc"), OFlags::RDONLY).ok();
         let netns = proc.as_ref().and_then(|p| {
-            NsId::at(p.as_fd(), Path::new(&format!("{pid}/ns/net")))
+            ProcNetns::of(p.as_fd(), pid)
                 .inspect_err(|e| tracing::debug!("network namespace of process {pid}: {e}"))
                 .ok()
         });
@@ -226,32 +259,34 @@ impl ContainerWatch {
 }
 
 /// Whether process `pid` still runs in namespace `netns` (a reused PID elsewhere does
-/// not count); without a way to tell, it is taken to run.
-fn process_in(proc: Option<&OwnedFd>, pid: u32, netns: Option<NsId>) -> bool {
+/// not count); when that cannot be told, it is taken to run.
+fn process_in(proc: Option<&OwnedFd>, pid: u32, netns: Option<ProcNetns>) -> bool {
     let Some(proc) = proc else {
         return true;
     };
-    match NsId::at(proc.as_fd(), Path::new(&format!("{pid}/ns/net"))) {
-        Ok(ns) => netns.is_none_or(|n| n == ns),
-        Err(Errno::NOENT | Errno::SRCH) => false,
-        Err(_) => true,
-    }
+    let found = match netns {
+        Some(netns) => netns.holds(proc.as_fd(), pid),
+        None => {
+            rustix::fs::statat(proc, Path::new(&pid.to_string()), AtFlags::empty()).map(|_| true)
+        }
+    };
+    !matches!(found, Ok(false) | Err(Errno::NOENT | Errno::SRCH))
 }
 
-/// How many processes other than this one are in namespace `netns`. A process whose
-/// namespace cannot be read (another user's) does not count.
-fn processes_in(proc: BorrowedFd<'_>, netns: NsId) -> usize {
+/// How many processes other than this one are in namespace `netns`.
+fn processes_in(proc: BorrowedFd<'_>, netns: ProcNetns) -> usize {
     let own = std::process::id();
-    let Ok(entries) = rustix::fs::Dir::read_from(proc) else {
-        return 0;
+    let entries = match rustix::fs::Dir::read_from(proc) {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::debug!("read /proc: {e}");
+            return 0;
+        }
     };
     entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str().ok()?.parse::<u32>().ok())
-        .filter(|&pid| pid != own)
-        .filter(|pid| {
-            NsId::at(proc, Path::new(&format!("{pid}/ns/net"))).is_ok_and(|ns| ns == netns)
-        })
+        .filter(|&pid| pid != own && netns.holds(proc, pid) == Ok(true))
         .count()
 }
 
