@@ -6,6 +6,7 @@ pub(crate) mod getopt;
 pub(crate) mod run;
 pub(crate) mod sandbox;
 pub(crate) mod slirp;
+mod slirp_loop;
 pub(crate) mod stack;
 pub(crate) mod watch;
 
