@@ -6,6 +6,7 @@
 //! [`fuzzing`]; the `tapnet` executable is `src/main.rs`, which calls [`main`].
 
 mod cli;
+mod clientset;
 mod control;
 mod datapath;
 mod engine;

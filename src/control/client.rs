@@ -210,6 +210,12 @@ pub(crate) fn print_stats(value: Value, json: bool) -> anyhow::Result<()> {
         e.tcp_refused,
         e.tcp_unreachable
     );
+    let c = &stats.control;
+    println!(
+        "control: {} clients connected, {} accepted, {} requests; closed: {} timed out, \
+         {} too long, {} evicted, {} unread responses",
+        c.connected, c.accepted, c.requests, c.timed_out, c.too_long, c.evicted, c.unread_responses
+    );
     if let Some(u) = &stats.uplink {
         let drops: Vec<String> = u.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
         println!(

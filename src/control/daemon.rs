@@ -4,12 +4,10 @@
 //! sees and leaves a consistent state; the datapath runs on its own thread and is
 //! reached through [`Datapath`] calls.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,18 +23,15 @@ use tracing::{info, warn};
 use super::dns::{DnsService, EndpointNames};
 use super::proto::{
     Connect, MacInfo, NetnsSpec, NetworkCreate, PortStatsInfo, PublicationInfo, Publish, Request,
-    Response, StatsInfo, UplinkStatsInfo,
+    StatsInfo, UplinkStatsInfo,
 };
 use super::registry::{Endpoint, Publication, Registry};
+use super::socket;
+use crate::clientset::ClientStats;
 use crate::datapath::{BackendChoice, Datapath, Gateway, PacketUplinkConfig, PortIo, zone_of};
 use crate::engine::{Engine, EngineConfig, EngineNetwork, FlowLimits, Forward, ForwardProto};
 use crate::port::{self, AttachedPort, InterfaceConfig, NetnsTarget, PortKind};
 use crate::rootless::run::PortSpec;
-
-/// Longest request line accepted; a longer one is answered with an error.
-const MAX_REQUEST_LEN: u64 = 64 * 1024;
-/// A client that sends nothing for this long is dropped, so it cannot stall the daemon.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of `tapnet daemon`.
 #[derive(Debug, Clone)]
@@ -187,7 +182,7 @@ fn open_packet_uplink(
 
 /// Runs the daemon until SIGINT or SIGTERM, then removes every device it created.
 pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
-    let listener = bind_control_socket(&options.control)?;
+    let listener = socket::bind_control_socket(&options.control)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("install signal handler")?;
@@ -238,108 +233,18 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
         datapath,
         engine,
         dns,
+        control: ClientStats::default(),
     };
     info!(control = %options.control.display(), datapath = daemon.datapath.backend_name(), "tapnet daemon ready");
 
-    let result = serve(&listener, &stop, &mut daemon);
+    let result = socket::serve(listener, &stop, |request, control| {
+        daemon.control = control;
+        daemon.handle(request)
+    });
     info!("shutting down");
     daemon.shutdown();
     let _ = std::fs::remove_file(&options.control);
     result
-}
-
-/// Creates the socket's directory (0700) and binds, replacing a stale socket but never
-/// a live daemon's.
-fn bind_control_socket(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("create control socket directory {}", dir.display()))?;
-    }
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            anyhow::bail!(
-                "another tapnet daemon is already serving {}",
-                path.display()
-            );
-        }
-        std::fs::remove_file(path)
-            .with_context(|| format!("remove stale control socket {}", path.display()))?;
-    }
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("bind control socket {}", path.display()))?;
-    listener
-        .set_nonblocking(true)
-        .context("set control socket non-blocking")?;
-    Ok(listener)
-}
-
-fn serve(listener: &UnixListener, stop: &AtomicBool, daemon: &mut Daemon) -> anyhow::Result<()> {
-    while !stop.load(Ordering::Relaxed) {
-        // Wake up regularly to notice the signal flag; a request wakes us at once.
-        let mut fds = [rustix::event::PollFd::new(
-            listener,
-            rustix::event::PollFlags::IN,
-        )];
-        let timeout = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 200_000_000,
-        };
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(err) => return Err(err).context("poll control socket"),
-        }
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(err) = handle_client(stream, daemon) {
-                    warn!("control client: {err:#}");
-                }
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err).context("accept control connection"),
-        }
-    }
-    Ok(())
-}
-
-/// Answers every request line of one connection.
-fn handle_client(stream: UnixStream, daemon: &mut Daemon) -> anyhow::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        let n = std::io::Read::take(&mut reader, MAX_REQUEST_LEN).read_line(&mut line)?;
-        if n == 0 {
-            return Ok(());
-        }
-        let response = if !line.ends_with('\n') && n as u64 == MAX_REQUEST_LEN {
-            Response::Error(format!("request longer than {MAX_REQUEST_LEN} bytes"))
-        } else {
-            match serde_json::from_str::<Request>(&line) {
-                Ok(request) => match daemon.handle(request) {
-                    Ok(value) => Response::Ok(value),
-                    Err(message) => Response::Error(message),
-                },
-                Err(err) => Response::Error(format!("invalid request: {err}")),
-            }
-        };
-        let mut out = serde_json::to_vec(&response)?;
-        out.push(b'\n');
-        writer.write_all(&out)?;
-        if matches!(response, Response::Error(_)) && !line.ends_with('\n') {
-            return Ok(());
-        }
-    }
 }
 
 struct Daemon {
@@ -349,6 +254,8 @@ struct Daemon {
     datapath: Datapath,
     engine: Engine,
     dns: DnsService,
+    /// The control socket's counters, as of the request being handled.
+    control: ClientStats,
 }
 
 /// Whether a `[HOSTIP:]HOST:CONTAINER[/PROTO]` publication names its host address.
@@ -935,6 +842,7 @@ impl Daemon {
             ports,
             egress: self.engine.stats(),
             uplink,
+            control: self.control,
         }))
     }
 
@@ -946,6 +854,7 @@ impl Daemon {
             datapath,
             engine,
             dns,
+            control: _,
         } = self;
         dns.shutdown();
         let ports: Vec<_> = registry.endpoints().map(|e| e.port).collect();

@@ -7,6 +7,7 @@ pub(crate) mod dns;
 mod dns_tcp;
 pub(crate) mod proto;
 pub(crate) mod registry;
+pub(crate) mod socket;
 
 use std::path::PathBuf;
 

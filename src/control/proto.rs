@@ -193,6 +193,9 @@ pub(crate) struct StatsInfo {
     /// The packet uplink, if the daemon has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) uplink: Option<UplinkStatsInfo>,
+    /// The control socket: clients now, requests, and clients cut off by its bounds.
+    #[serde(default)]
+    pub(crate) control: crate::clientset::ClientStats,
 }
 
 /// Counters of the packet uplink: its own traffic and the NAT's.

@@ -1,7 +1,9 @@
 //! The slirp4netns JSON API (`--api-socket`): one request per connection on a unix
-//! stream socket, the client shuts its write side down, requests are under 4096
-//! bytes, and the reply is `{"return":...}` or `{"error":{"desc":"..."}}` with
-//! slirp4netns's descriptions, byte for byte (see its `api.c`).
+//! stream socket (complete when the client shuts its write side down or the bytes
+//! form one JSON value), requests are under 4096 bytes, every client is served at
+//! once (none waits for another, each has 5 s to send its request), and the reply
+//! is `{"return":...}` or `{"error":{"desc":"..."}}` with slirp4netns's
+//! descriptions, byte for byte (see its `api.c`).
 //!
 //! Requests:
 //! - `add_hostfwd` `{"proto":"tcp|udp|tcp4|udp4|tcp6|udp6","host_addr":"0.0.0.0",
@@ -17,22 +19,28 @@
 //! The protocol runs against the [`ForwardTable`] trait, implemented by the rootless
 //! [`Stack`] and, in the tests, by a fake.
 
-use std::io::{self, Read, Write};
+use std::cell::RefCell;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustix::event::PollFlags;
+use rustix::fs::{Mode, OFlags};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::stack::{ForwardInfo, Stack};
+use crate::clientset::{ClientSet, ClientStats, Expired, Frame, Framing, Limits, Polled};
 use crate::engine::ForwardProto;
 
 /// Requests must be shorter than this, as in slirp4netns.
 pub(crate) const MAX_REQUEST: usize = 4096;
 
-/// How long one client may take to send its request.
+/// How long one client may take to send its request (from its connect), and to read
+/// its reply.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The forwards the API manages.
@@ -282,11 +290,56 @@ fn remove_hostfwd<'a>(table: &dyn ForwardTable, arg: &dyn Fn(&str) -> Option<&'a
     }
 }
 
-/// The listening API socket; removes its file on drop.
+/// A request ends at the client's end of input, at [`MAX_REQUEST`] bytes, or as soon
+/// as the bytes so far are one complete JSON object, array or string: slirp4netns
+/// answers what its one `read` got, so a client that writes its request and waits
+/// without shutting its write side down is answered too. At the deadline, what
+/// arrived is answered as a request (`cannot parse JSON` for a truncated one, as
+/// slirp4netns answers a short read).
+#[derive(Clone, Copy, Debug)]
+struct ApiFraming;
+
+/// Whether `input` is a whole request: everything up to a NUL (where parson stops),
+/// or one JSON value that cannot go on (an object, an array or a string).
+fn is_complete(input: &[u8]) -> bool {
+    if input.contains(&0) {
+        return true;
+    }
+    let text = input.trim_ascii_end();
+    matches!(text.last(), Some(b'}' | b']' | b'"'))
+        && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
+}
+
+impl Framing for ApiFraming {
+    fn max_request(&self) -> usize {
+        MAX_REQUEST
+    }
+
+    fn frame(&self, input: &[u8], eof: bool) -> Frame {
+        if eof || input.len() >= MAX_REQUEST || is_complete(input) {
+            Frame::Request {
+                len: input.len().min(MAX_REQUEST),
+                last: true,
+            }
+        } else {
+            Frame::Incomplete
+        }
+    }
+
+    fn expired(&self, _input: &[u8]) -> Expired {
+        Expired::AsRequest
+    }
+}
+
+/// The listening API socket and its clients, all served at once (see
+/// [`crate::clientset`]); removes its file on drop.
 #[derive(Debug)]
 pub(crate) struct ApiServer {
-    listener: UnixListener,
+    clients: RefCell<ClientSet<ApiFraming>>,
     path: PathBuf,
+    /// The socket's directory, opened at bind: the file is removed through it, so
+    /// that it goes even from inside the sandbox, whose root does not show it.
+    dir: Option<OwnedFd>,
 }
 
 impl ApiServer {
@@ -303,83 +356,94 @@ impl ApiServer {
         }
         let listener = UnixListener::bind(path)
             .map_err(|e| format!("api_bindlisten: bind: {}", crate::nshelper::describe(&e)))?;
-        listener
-            .set_nonblocking(true)
+        let limits = Limits {
+            request_deadline: CLIENT_TIMEOUT,
+            ..Limits::default()
+        };
+        let clients = ClientSet::new(listener, ApiFraming, limits)
             .map_err(|e| format!("api_bindlisten: listen: {e}"))?;
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = rustix::fs::open(
+            parent,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok();
         Ok(Self {
-            listener,
+            clients: RefCell::new(clients),
             path: path.to_owned(),
+            dir,
         })
     }
 
-    pub(crate) fn listener(&self) -> &UnixListener {
-        &self.listener
+    /// Waits for the API socket, its clients and `extra` (see [`ClientSet::poll`]).
+    pub(crate) fn poll(
+        &self,
+        extra: &[(BorrowedFd<'_>, PollFlags)],
+        wait: Option<Duration>,
+    ) -> io::Result<Polled> {
+        self.clients.borrow_mut().poll(extra, wait)
     }
 
-    /// Accepts and serves every pending connection, one request each.
-    pub(crate) fn serve_pending(&self, table: &dyn ForwardTable, config: ApiConfig) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    if let Err(e) = serve_one(stream, table, config) {
-                        tracing::debug!("api: {e}");
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    eprintln!("api_handler: accept: {e}");
-                    return;
-                }
+    /// Answers every complete request, in the order they completed.
+    pub(crate) fn serve_ready(&self, table: &dyn ForwardTable, config: ApiConfig) {
+        let mut clients = self.clients.borrow_mut();
+        while let Some((id, request)) = clients.next_request() {
+            if request.len() >= MAX_REQUEST {
+                eprintln!(
+                    "api_handler: too large message (>= {} bytes)",
+                    request.len()
+                );
+            } else {
+                eprintln!(
+                    "api_handler: got request: {}",
+                    String::from_utf8_lossy(&request).trim_end()
+                );
             }
+            let reply = handle_request(table, config, &request);
+            clients.respond(id, reply.into_bytes());
         }
+    }
+
+    /// Accepts and serves what is pending now, without waiting.
+    #[cfg(test)]
+    pub(crate) fn serve_pending(&self, table: &dyn ForwardTable, config: ApiConfig) {
+        if let Err(e) = self.poll(&[], Some(Duration::ZERO)) {
+            eprintln!("api_handler: poll: {e}");
+            return;
+        }
+        self.serve_ready(table, config);
+    }
+
+    /// The socket's counters.
+    pub(crate) fn stats(&self) -> ClientStats {
+        self.clients.borrow().stats()
     }
 }
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Reads one request (until the client shuts down its write side, or 4096 bytes),
-/// writes the reply, and closes.
-pub(crate) fn serve_one(
-    mut stream: UnixStream,
-    table: &dyn ForwardTable,
-    config: ApiConfig,
-) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let mut buf = Vec::with_capacity(MAX_REQUEST);
-    let mut chunk = [0u8; MAX_REQUEST];
-    while buf.len() < MAX_REQUEST {
-        match stream.read(&mut chunk[..MAX_REQUEST - buf.len()]) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        let removed = match (&self.dir, self.path.file_name()) {
+            (Some(dir), Some(name)) => {
+                rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty()).is_ok()
+            }
+            _ => false,
+        };
+        if !removed {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
-    if buf.len() >= MAX_REQUEST {
-        eprintln!("api_handler: too large message (>= {} bytes)", buf.len());
-    } else {
-        eprintln!(
-            "api_handler: got request: {}",
-            String::from_utf8_lossy(&buf).trim_end()
-        );
-    }
-    let reply = handle_request(table, config, &buf);
-    stream.write_all(reply.as_bytes())?;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::cell::RefCell;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
 
     /// An in-memory forward table with slirp4netns's id numbering.
     #[derive(Default)]
@@ -617,6 +681,70 @@ mod tests {
             ApiServer::bind(&long).unwrap_err(),
             "the specified API socket path is too long (>= 108)"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_request_is_complete_at_one_json_value_a_nul_eof_or_4096_bytes() {
+        let f = ApiFraming;
+        let complete = |input: &[u8]| f.frame(input, false) != Frame::Incomplete;
+        assert!(complete(br#"{"execute":"list_hostfwd"}"#));
+        assert!(complete(b"{\"execute\":\"list_hostfwd\"}\n"));
+        assert!(complete(br#"[1]"#) && complete(br#""text""#));
+        assert!(complete(b"{\"exec\0more"), "parson stops at a NUL");
+        for partial in [
+            &b""[..],
+            b"{",
+            br#"{"execute":"list_hostfwd""#,
+            b"42",
+            b"badjson",
+        ] {
+            assert!(!complete(partial), "{partial:?}");
+            assert_eq!(
+                f.frame(partial, true),
+                Frame::Request {
+                    len: partial.len(),
+                    last: true
+                }
+            );
+        }
+        // A closing brace that does not close the value.
+        assert!(!complete(br#"{"a":"}"#));
+        let big = vec![b' '; MAX_REQUEST + 10];
+        assert_eq!(
+            f.frame(&big, false),
+            Frame::Request {
+                len: MAX_REQUEST,
+                last: true
+            }
+        );
+        assert_eq!(f.expired(b"{\"exe"), Expired::AsRequest);
+    }
+
+    #[test]
+    fn a_client_that_keeps_its_write_side_open_is_answered() {
+        let dir = std::env::temp_dir().join(format!("tapnet-api-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("api.sock");
+        let server = ApiServer::bind(&path).unwrap();
+        let t = Fake::default();
+        // A stalled client first: it must not hold up the next.
+        let _stalled = UnixStream::connect(&path).unwrap();
+        let mut client = UnixStream::connect(&path).unwrap();
+        client.write_all(br#"{"execute":"list_hostfwd"}"#).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        for _ in 0..3 {
+            server.poll(&[], Some(Duration::from_millis(20))).unwrap();
+            server.serve_ready(&t, CONFIG);
+        }
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply, r#"{"return":{"entries":[]},"entries":[]}"#);
+        let stats = server.stats();
+        assert_eq!((stats.accepted, stats.requests, stats.connected), (2, 1, 2));
+        drop(server);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

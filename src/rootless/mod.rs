@@ -6,7 +6,9 @@ pub(crate) mod getopt;
 pub(crate) mod run;
 pub(crate) mod sandbox;
 pub(crate) mod slirp;
+mod slirp_loop;
 pub(crate) mod stack;
+pub(crate) mod watch;
 
 /// Creates `DIR/slirp4netns`, a symbolic link to the running executable, so that
 /// podman (`helper_binaries_dir`, `network_cmd_path`) or rootlesskit

@@ -8,21 +8,22 @@
 //! stdout, and exit 1); build the configuration (errors exit 1); attach the TAP
 //! (with `-c`, configure it); bind the API socket; enter the sandbox and install the
 //! seccomp filter if asked; write `"1"` to the ready fd and close it; then serve the
-//! API until the exit fd polls readable or hangs up, or SIGINT/SIGTERM arrives.
+//! API until the exit fd polls readable or hangs up, or SIGINT/SIGTERM arrives, or,
+//! without an exit fd, the container is gone (see [`super::watch`]).
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
-use rustix::event::{PollFd, PollFlags};
 use tapnet_wire::MacAddr;
 
-use super::api::{ApiConfig, ApiServer};
+use super::api::ApiServer;
 use super::getopt::{HasArg, LongOpt, ShortOpt, getopt_long};
 use super::sandbox;
 use super::stack::{Stack, StackConfig};
+use super::watch::ContainerWatch;
 use crate::port::NetnsTarget;
 use crate::sys::userns;
 
@@ -606,6 +607,14 @@ fn run(o: &Options) -> Result<(), String> {
     // sandbox while this is the only thread: the threads the stack starts inherit
     // its dropped capabilities (capabilities are per thread).
     let api = o.api_socket.as_deref().map(ApiServer::bind).transpose()?;
+    // Without an exit fd, the container's end is noticed by watching it (opened
+    // before the sandbox hides /proc and the namespace's directory).
+    let watch = match &o.target {
+        _ if o.exit_fd.is_some() => None,
+        Target::Pid(pid) => Some(ContainerWatch::process(*pid)),
+        Target::Path(path) => Some(ContainerWatch::path(path)?),
+        Target::TapFd(_) => None,
+    };
     if let Some(sandbox) = sandbox {
         sandbox
             .enter()
@@ -614,71 +623,14 @@ fn run(o: &Options) -> Result<(), String> {
     let stack = Stack::start_with_tap(config.clone(), tap).map_err(|e| format!("tapnet: {e:#}"))?;
     print!("{}", banner(&config, o.api_socket.as_deref()));
     let _ = std::io::stdout().flush();
-    let result = serve(o, &config, &stack, api, ready_fd, exit_fd, &sig_r);
+    let result = super::slirp_loop::serve(
+        o.seccomp, &config, &stack, api, ready_fd, exit_fd, &sig_r, watch,
+    );
     for id in sig_ids {
         signal_hook::low_level::unregister(id);
     }
     stack.shutdown();
     result
-}
-
-fn serve(
-    o: &Options,
-    config: &StackConfig,
-    stack: &Stack,
-    api: Option<ApiServer>,
-    ready_fd: Option<OwnedFd>,
-    exit_fd: Option<OwnedFd>,
-    signals: &std::os::unix::net::UnixStream,
-) -> Result<(), String> {
-    if o.seccomp {
-        sandbox::enable_seccomp().map_err(|e| format!("{e}\nenable_seccomp failed"))?;
-    }
-    if let Some(fd) = ready_fd {
-        let mut f = std::fs::File::from(fd);
-        let _ = f.write_all(b"1");
-    }
-    let api_config = ApiConfig {
-        guest_addr: config.guest_addr(),
-        guest_addr6: config.guest_addr6(),
-        ipv6: config.ipv6,
-    };
-    loop {
-        let mut fds = vec![PollFd::new(signals, PollFlags::IN)];
-        if let Some(api) = &api {
-            fds.push(PollFd::new(api.listener(), PollFlags::IN));
-        }
-        if let Some(exit) = &exit_fd {
-            fds.push(PollFd::new(exit, PollFlags::IN | PollFlags::HUP));
-        }
-        match rustix::event::poll(&mut fds, None) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(format!("poll: {e}")),
-        }
-        let signalled = !fds[0].revents().is_empty();
-        let api_ready = api.is_some() && !fds[1].revents().is_empty();
-        let exit_event = exit_fd.is_some() && !fds[fds.len() - 1].revents().is_empty();
-        drop(fds);
-        if exit_event {
-            eprintln!("exitfd event");
-            break;
-        }
-        if signalled {
-            eprintln!("signal received, exiting");
-            break;
-        }
-        if api_ready {
-            eprintln!("apifd event");
-            if let Some(api) = &api {
-                api.serve_pending(stack, api_config);
-            }
-        }
-    }
-    eprintln!("do_slirp is exiting");
-    drop(api);
-    let _ = exit_fd.as_ref().map(AsFd::as_fd);
-    Ok(())
 }
 
 #[cfg(test)]
