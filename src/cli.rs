@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the switch and serve the control socket (stops on SIGINT/SIGTERM, removing every device it created)
+    /// Run the switch and serve the control socket (stops on SIGINT/SIGTERM, removing every device it created; networks are kept in the state directory, and a killed daemon's containers are taken up again when it restarts)
     Daemon(DaemonArgs),
     /// Create, list, inspect and remove networks
     #[command(subcommand)]
@@ -119,6 +119,11 @@ enum PublishList {
 
 #[derive(Debug, Args)]
 struct DaemonArgs {
+    /// Where networks and containers are kept, so that a restarted daemon has them
+    /// again (one file per entry, written atomically) [default: the control socket's
+    /// path with `.state` appended, such as /run/tapnet/control.sock.state]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// I/O backend of the datapath: io_uring, epoll, or auto (io_uring when the kernel allows it)
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     datapath: BackendChoice,
@@ -298,6 +303,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon(args) => {
             init_logging();
             let options = control::daemon::DaemonOptions {
+                state_dir: args
+                    .state_dir
+                    .unwrap_or_else(|| control::state::default_state_dir(&control)),
                 control: control.clone(),
                 backend: args.datapath,
                 switch: SwitchConfig {

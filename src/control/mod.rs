@@ -6,6 +6,7 @@ pub(crate) mod daemon;
 pub(crate) mod dns;
 pub(crate) mod proto;
 pub(crate) mod registry;
+pub(crate) mod state;
 
 use std::path::PathBuf;
 
