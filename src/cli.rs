@@ -30,7 +30,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the switch and serve the control socket (stops on SIGINT/SIGTERM, removing every device it created; networks are kept in the state directory, and a killed daemon's containers are taken up again when it restarts)
+    /// Run the switch and serve the control socket (stops on SIGINT/SIGTERM, removing every device it created)
+    ///
+    /// Networks and containers are kept in the state directory: a daemon started again
+    /// with the same command line has the networks again, and after `kill -9` or a crash
+    /// also every container, attached again where it is. An orderly stop removes every
+    /// device and keeps the networks only.
     Daemon(DaemonArgs),
     /// Create, list, inspect and remove networks
     #[command(subcommand)]
