@@ -309,10 +309,13 @@ fn bad_state_entries_are_reported_one_line_each_and_the_rest_is_served() {
         "--kind",
         "veth",
     ]);
+    let w = Netns::new();
+    daemon.cli_ok(&["connect", "n", "--netns", &w.path(), "--name", "w"]);
     daemon.kill();
-    // While it is down: y's namespace goes, and state files go bad.
+    // While it is down: y's namespace goes, w's TAP is deleted, and state files go bad.
     let y_port = 1;
     drop(y);
+    w.exec_ok(&["ip", "link", "del", "eth0"]);
     let state = daemon.state_dir();
     let nets = state.join("networks");
     std::fs::write(nets.join("broken.json"), "{\"version\": 1, \"id\": 7, \"na").unwrap();
@@ -360,6 +363,12 @@ fn bad_state_entries_are_reported_one_line_each_and_the_rest_is_served() {
         1,
         "{log}"
     );
+    assert_eq!(
+        lines("endpoint w of network n: interface eth0 no longer exists"),
+        1,
+        "{log}"
+    );
+    assert!(!w.has_link("eth0"), "a device was created again");
     // The corrupt file is set aside, the newer version's and the unusable network's
     // are kept, the gone endpoint's is removed.
     assert_eq!(
