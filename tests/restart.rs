@@ -448,3 +448,92 @@ fn unprivileged_daemon_reattaches_rootless_containers() {
         "the TAP outlived an orderly stop"
     );
 }
+
+/// With a packet uplink: a killed daemon's publications are DNATed on the uplink
+/// address again, and its networks leave masqueraded or routed as before.
+#[test]
+fn killed_uplink_daemon_publishes_and_routes_again() {
+    if !require_root("killed_uplink_daemon_publishes_and_routes_again") {
+        return;
+    }
+    const UPLINK_IP: &str = "192.0.2.2";
+    const OUTSIDE_IP: &str = "192.0.2.1";
+    let host = host_namespace();
+    // The outside: a namespace behind a veth whose host end is the uplink.
+    let outside = Netns::new();
+    let (uplink, peer) = (common::unique("tu"), common::unique("tu"));
+    host.exec_ok(&[
+        "ip", "link", "add", &uplink, "type", "veth", "peer", "name", &peer,
+    ]);
+    host.exec_ok(&["ip", "link", "set", &peer, "netns", &outside.name]);
+    outside.exec_ok(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{OUTSIDE_IP}/24"),
+        "dev",
+        &peer,
+    ]);
+    outside.exec_ok(&["ip", "link", "set", &peer, "up"]);
+    outside.exec_ok(&["ip", "route", "add", "10.249.0.0/24", "via", UPLINK_IP]);
+    let _outside_server = outside.spawn(&[
+        "socat",
+        "TCP-LISTEN:8000,reuseaddr,fork",
+        "SYSTEM:echo outside sees $SOCAT_PEERADDR",
+    ]);
+    let uplink_ip = format!("{UPLINK_IP}/24");
+    let mut daemon = daemon_in(&host, &["--uplink", &uplink, "--uplink-ip", &uplink_ip]);
+    daemon.cli_ok(&["network", "create", "web", "--subnet", "10.248.0.0/24"]);
+    daemon.cli_ok(&[
+        "network",
+        "create",
+        "routed",
+        "--subnet",
+        "10.249.0.0/24",
+        "--no-masquerade",
+    ]);
+    let (w, r) = (Netns::new(), Netns::new());
+    daemon.cli_ok(&[
+        "connect",
+        "web",
+        "--netns",
+        &w.path(),
+        "--name",
+        "web1",
+        "-p",
+        "8080:80",
+    ]);
+    daemon.cli_ok(&[
+        "connect",
+        "routed",
+        "--netns",
+        &r.path(),
+        "--name",
+        "routed1",
+    ]);
+    let _server = w.spawn(&[
+        "socat",
+        "TCP-LISTEN:80,reuseaddr,fork",
+        "SYSTEM:echo web1 sees $SOCAT_PEERADDR",
+    ]);
+    let check = |daemon: &Daemon| {
+        let published = format!("{UPLINK_IP}:8080");
+        assert!(
+            wait_for(Duration::from_secs(10), || {
+                ask(&outside, &published, "1") == format!("web1 sees {OUTSIDE_IP}")
+            }),
+            "the published port is not DNATed on the uplink:\n{}",
+            daemon.log_text()
+        );
+        let outside_server = format!("{OUTSIDE_IP}:8000");
+        assert_eq!(
+            ask(&w, &outside_server, "2"),
+            format!("outside sees {UPLINK_IP}")
+        );
+        assert_eq!(ask(&r, &outside_server, "2"), "outside sees 10.249.0.2");
+    };
+    check(&daemon);
+    daemon.kill();
+    daemon.restart();
+    check(&daemon);
+}

@@ -95,10 +95,13 @@ pub(crate) struct Loaded {
     pub(crate) problems: Vec<String>,
 }
 
-/// The state directory.
+/// The state directory, locked for this daemon.
 #[derive(Debug)]
 pub(crate) struct StateDir {
     root: PathBuf,
+    /// `lock`, held with `flock(LOCK_EX)` while the daemon runs, so that two daemons
+    /// (with different control sockets) never share one state directory.
+    _lock: File,
 }
 
 /// The default state directory of a daemon: beside its control socket, named after
@@ -119,7 +122,8 @@ enum Bad {
 }
 
 impl StateDir {
-    /// Opens the directory, creating it and its subdirectories (0700) if needed.
+    /// Opens the directory, creating it and its subdirectories (0700) if needed, and
+    /// locks it; fails if another daemon holds it.
     pub(crate) fn open(root: &Path) -> io::Result<Self> {
         for dir in [root.to_owned(), root.join(NETWORKS), root.join(ENDPOINTS)] {
             fs::DirBuilder::new()
@@ -128,8 +132,29 @@ impl StateDir {
                 .create(&dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
         }
+        let lock_path = root.join("lock");
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", lock_path.display())))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| match e {
+                rustix::io::Errno::WOULDBLOCK => io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("{} is in use by another tapnet daemon", root.display()),
+                ),
+                e => io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("lock {}: {e}", lock_path.display()),
+                ),
+            },
+        )?;
         Ok(Self {
             root: root.to_owned(),
+            _lock: lock,
         })
     }
 
@@ -474,6 +499,19 @@ mod tests {
         assert_eq!(loaded.highest_port, Some(12));
         // Reported once: the next load sees only the newer version's file.
         assert_eq!(state.load().problems.len(), 1);
+    }
+
+    #[test]
+    fn one_daemon_at_a_time() {
+        let dir = TempDir::new("lock");
+        let first = StateDir::open(&dir.0).unwrap();
+        let err = StateDir::open(&dir.0).unwrap_err();
+        assert!(
+            err.to_string().contains("in use by another tapnet daemon"),
+            "{err}"
+        );
+        drop(first);
+        StateDir::open(&dir.0).unwrap();
     }
 
     #[test]
