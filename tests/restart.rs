@@ -131,6 +131,7 @@ fn killed_daemon_comes_back_with_its_containers_and_an_orderly_stop_keeps_only_n
         |d: &Daemon| ["front", "back"].map(|n| d.json(&["network", "inspect", n]).to_string());
     let inspect_before = inspect(&daemon);
     let published_before = daemon.json(&["publish", "ls", "--json"]);
+    let listed_before = daemon.json(&["network", "ls", "--json"]);
     let host_ends: Vec<String> = ["front", "back"]
         .iter()
         .flat_map(|n| {
@@ -228,6 +229,7 @@ fn killed_daemon_comes_back_with_its_containers_and_an_orderly_stop_keeps_only_n
     assert_eq!([&a, &b, &c].map(interfaces), before);
     assert_eq!(inspect(&daemon), inspect_before);
     assert_eq!(daemon.json(&["publish", "ls", "--json"]), published_before);
+    assert_eq!(daemon.json(&["network", "ls", "--json"]), listed_before);
     assert_eq!(dig(&b, "alpha"), "10.250.0.2");
     assert_eq!(dig(&b, "www"), "10.250.0.2");
     assert_eq!(dig(&c, "alpha"), "10.251.0.2");
@@ -516,24 +518,35 @@ fn killed_uplink_daemon_publishes_and_routes_again() {
         "TCP-LISTEN:80,reuseaddr,fork",
         "SYSTEM:echo web1 sees $SOCAT_PEERADDR",
     ]);
-    let check = |daemon: &Daemon| {
+    let check = |daemon: &Daemon, since: Instant, what: &str| {
         let published = format!("{UPLINK_IP}:8080");
         assert!(
             wait_for(Duration::from_secs(10), || {
-                ask(&outside, &published, "1") == format!("web1 sees {OUTSIDE_IP}")
+                ask(&outside, &published, "3") == format!("web1 sees {OUTSIDE_IP}")
             }),
             "the published port is not DNATed on the uplink:\n{}",
             daemon.log_text()
         );
+        report(&format!(
+            "uplink: {what} to the first connection DNATed to a published port: {} ms",
+            since.elapsed().as_millis()
+        ));
         let outside_server = format!("{OUTSIDE_IP}:8000");
-        assert_eq!(
-            ask(&w, &outside_server, "2"),
-            format!("outside sees {UPLINK_IP}")
+        let masqueraded = format!("outside sees {UPLINK_IP}");
+        assert!(
+            wait_for(Duration::from_secs(10), || ask(&w, &outside_server, "2")
+                == masqueraded),
+            "the network does not leave masqueraded"
         );
-        assert_eq!(ask(&r, &outside_server, "2"), "outside sees 10.249.0.2");
+        assert!(
+            wait_for(Duration::from_secs(10), || ask(&r, &outside_server, "2")
+                == "outside sees 10.249.0.2"),
+            "the routed network does not leave with its own address"
+        );
     };
-    check(&daemon);
+    check(&daemon, Instant::now(), "start");
     daemon.kill();
+    let restarted = Instant::now();
     daemon.restart();
-    check(&daemon);
+    check(&daemon, restarted, "restart");
 }
