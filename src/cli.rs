@@ -31,6 +31,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the switch and serve the control socket (stops on SIGINT/SIGTERM, removing every device it created)
+    ///
+    /// Networks and containers are kept in the state directory: a daemon started again
+    /// with the same command line has the networks again, and after `kill -9` or a crash
+    /// also every container, attached again where it is. An orderly stop removes every
+    /// device and keeps the networks only.
     Daemon(DaemonArgs),
     /// Create, list, inspect and remove networks
     #[command(subcommand)]
@@ -119,6 +124,11 @@ enum PublishList {
 
 #[derive(Debug, Args)]
 struct DaemonArgs {
+    /// Where networks and containers are kept, so that a restarted daemon has them
+    /// again (one file per entry, written atomically) [default: the control socket's
+    /// path with `.state` appended, such as /run/tapnet/control.sock.state]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// I/O backend of the datapath: io_uring, epoll, or auto (io_uring when the kernel allows it)
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     datapath: BackendChoice,
@@ -308,6 +318,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon(args) => {
             init_logging();
             let options = control::daemon::DaemonOptions {
+                state_dir: args
+                    .state_dir
+                    .unwrap_or_else(|| control::state::default_state_dir(&control)),
                 control: control.clone(),
                 backend: args.datapath,
                 switch: SwitchConfig {

@@ -18,6 +18,13 @@
 //! Both are non-blocking and close-on-exec. Binding port 53 needs CAP_NET_BIND_SERVICE
 //! in the namespace's user namespace, which the helper has (root of the container's
 //! user namespace once it joined it, or real root).
+//!
+//! The daemon's TAPs are persistent (`--persist 1`: `TUNSETPERSIST` once everything
+//! else succeeded), so that they outlive a killed daemon; a restarted daemon attaches
+//! to them again by name with `--reattach 1` (the device must exist; it is not
+//! configured again: its addresses, routes and MAC are still in the kernel).
+//! `--kind dns` does nothing but bind the DNS sockets (a restarted daemon's veth
+//! ports, whose host end it opens itself).
 
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -61,6 +68,8 @@ pub(crate) enum NsOp {
     /// Rename the veth peer that the daemon created as `peer`, switch its offloads off,
     /// configure it.
     Veth { peer: String },
+    /// No interface work: only the DNS sockets (`dns_socket` must be set).
+    Dns,
 }
 
 /// Everything the helper needs, passed on its command line.
@@ -86,6 +95,10 @@ pub(crate) struct NsRequest {
     pub(crate) dns_socket: bool,
     /// See [`InterfaceConfig::queues`].
     pub(crate) queues: u8,
+    /// See [`InterfaceConfig::persist`].
+    pub(crate) persist: bool,
+    /// See [`InterfaceConfig::reattach`].
+    pub(crate) reattach: bool,
 }
 
 impl NsRequest {
@@ -107,6 +120,7 @@ impl NsRequest {
                     peer.clone(),
                 ]);
             }
+            NsOp::Dns => args.extend(["--kind".to_owned(), "dns".to_owned()]),
         }
         if let Some(name) = &self.ifname {
             args.extend(["--ifname".to_owned(), name.clone()]);
@@ -142,6 +156,12 @@ impl NsRequest {
         if self.offload {
             args.extend(["--offload".to_owned(), "1".to_owned()]);
         }
+        if self.persist {
+            args.extend(["--persist".to_owned(), "1".to_owned()]);
+        }
+        if self.reattach {
+            args.extend(["--reattach".to_owned(), "1".to_owned()]);
+        }
         args
     }
 
@@ -175,6 +195,7 @@ impl NsRequest {
             "veth" => NsOp::Veth {
                 peer: take("peer")?.to_owned(),
             },
+            "dns" => NsOp::Dns,
             other => return Err(format!("invalid --kind {other:?}")),
         };
         let mac = parse("mac", take("mac")?)?;
@@ -198,10 +219,13 @@ impl NsRequest {
             Some(value) => flag("dns-socket", value)?,
             None => false,
         };
-        let offload = match pairs.remove("offload") {
-            Some(value) => flag("offload", value)?,
-            None => false,
+        let mut optional_flag = |key: &str| match pairs.remove(key) {
+            Some(value) => flag(key, value),
+            None => Ok(false),
         };
+        let offload = optional_flag("offload")?;
+        let persist = optional_flag("persist")?;
+        let reattach = optional_flag("reattach")?;
         let queues = match pairs.remove("queues") {
             Some(value) => match value.parse::<u8>() {
                 Ok(n @ 1..=MAX_QUEUES) => n,
@@ -227,6 +251,8 @@ impl NsRequest {
             ipv6,
             dns_socket,
             queues,
+            persist,
+            reattach,
         })
     }
 }
@@ -246,6 +272,8 @@ pub(crate) enum NsFailure {
     TunPermission(String),
     /// The interface name is taken in the container.
     NameTaken(String),
+    /// The interface to attach to again is not in the container any more.
+    Gone(String),
     /// A step of creating or configuring the interface failed.
     Configure { ifname: String, message: String },
     /// Anything else (the helper could not run, crashed, timed out, ...).
@@ -273,6 +301,7 @@ impl NsReply {
                 format!("err\ttun-permission\t{}", one_line(m))
             }
             Self::Err(NsFailure::NameTaken(n)) => format!("err\tname-taken\t{}", one_line(n)),
+            Self::Err(NsFailure::Gone(n)) => format!("err\tgone\t{}", one_line(n)),
             Self::Err(NsFailure::Configure { ifname, message }) => {
                 format!(
                     "err\tconfigure\t{}\t{}",
@@ -295,6 +324,7 @@ impl NsReply {
             ["err", "enter", m] => NsFailure::Enter((*m).to_owned()),
             ["err", "tun-permission", m] => NsFailure::TunPermission((*m).to_owned()),
             ["err", "name-taken", n] => NsFailure::NameTaken((*n).to_owned()),
+            ["err", "gone", n] => NsFailure::Gone((*n).to_owned()),
             ["err", "configure", ifname, m] => NsFailure::Configure {
                 ifname: (*ifname).to_owned(),
                 message: (*m).to_owned(),
@@ -358,6 +388,8 @@ pub(crate) fn run_helper(
         ipv6: config.ipv6,
         dns_socket,
         queues: config.queues,
+        persist: config.persist,
+        reattach: config.reattach,
     };
     let mut cmd = Command::new("/proc/self/exe");
     // argv[0] "tapnet": the daemon may have been started as `slirp4netns`.
@@ -543,6 +575,16 @@ fn serve(req: &NsRequest) -> Result<HelperReply, NsFailure> {
     } else {
         None
     };
+    // Last, once nothing else can fail: a helper that fails earlier leaves no device
+    // behind (its fd closes when it exits).
+    if req.persist
+        && let Some(fd) = &fd
+    {
+        crate::sys::tap::set_persist(fd.as_fd(), true).map_err(|e| NsFailure::Configure {
+            ifname: ifname.clone(),
+            message: format!("make the TAP persistent: {}", describe(&e)),
+        })?;
+    }
     Ok(HelperReply {
         ifname,
         fd,
@@ -602,13 +644,18 @@ fn serve_op(
 ) -> Result<(String, Option<OwnedFd>, Vec<OwnedFd>), NsFailure> {
     match &req.op {
         NsOp::Tap => {
-            let (tap, queues) = open_tap(rt, req)?;
+            let (tap, queues) = if req.reattach {
+                (reattach_tap(rt, req)?, Vec::new())
+            } else {
+                open_tap(rt, req)?
+            };
             let ifname = tap.name().to_owned();
-            if req.configure {
+            if req.configure && !req.reattach {
                 configure(rt, &ifname, req)?;
             }
             Ok((ifname, Some(tap.into_fd()), queues))
         }
+        NsOp::Dns => Ok((String::new(), None, Vec::new())),
         NsOp::Veth { peer } => {
             let ifname = rename_peer(rt, peer, req.ifname.as_deref())?;
             // Without a virtio_net_hdr on the host end's socket, the container's kernel
@@ -688,6 +735,56 @@ fn open_tap(rt: &mut RouteSocket, req: &NsRequest) -> Result<(Tap, Vec<OwnedFd>)
         }
     }
     Ok((tap, queues))
+}
+
+/// How long a reattach waits for a killed daemon's fd to be let go: the kernel closes a
+/// dead process's files asynchronously (io_uring's requests are cancelled by a work
+/// item), and a single-queue TAP takes one fd at a time (`EBUSY`).
+const REATTACH_BUSY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Attaches again to the daemon's persistent TAP of the requested name, without
+/// creating it: a device that is gone stays gone ([`NsFailure::Gone`]). Its offload
+/// settings are applied again to the new fd; nothing else is touched.
+fn reattach_tap(rt: &mut RouteSocket, req: &NsRequest) -> Result<Tap, NsFailure> {
+    let name = req
+        .ifname
+        .as_deref()
+        .ok_or_else(|| NsFailure::Other("--reattach needs --ifname".to_owned()))?;
+    let options = TapOptions {
+        exclusive: false,
+        vnet_hdr: req.offload,
+        multi_queue: false,
+    };
+    let deadline = std::time::Instant::now() + REATTACH_BUSY_TIMEOUT;
+    let tap = loop {
+        let exists = rt.link_index(name).map_err(|e| NsFailure::Configure {
+            ifname: name.to_owned(),
+            message: format!("look up link: {}", describe(&e)),
+        })?;
+        if exists.is_none() {
+            return Err(NsFailure::Gone(name.to_owned()));
+        }
+        match Tap::open(name, options) {
+            Ok(tap) => break tap,
+            Err(TapError::NameTaken(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(TapError::NameTaken(_)) => {
+                return Err(NsFailure::Configure {
+                    ifname: name.to_owned(),
+                    message: "the TAP is held by another process".to_owned(),
+                });
+            }
+            Err(e) => return Err(tap_failure(name.to_owned(), e)),
+        }
+    };
+    if req.offload {
+        tap.enable_offload().map_err(|e| NsFailure::Configure {
+            ifname: name.to_owned(),
+            message: format!("enable checksum/segmentation offload: {}", describe(&e)),
+        })?;
+    }
+    Ok(tap)
 }
 
 /// Opens the TAP (with `IFF_VNET_HDR` if `vnet_hdr`) under the requested name or the
@@ -867,6 +964,8 @@ mod tests {
             ipv6: None,
             dns_socket: false,
             queues: 1,
+            persist: false,
+            reattach: false,
         }
     }
 
@@ -881,6 +980,17 @@ mod tests {
         req.queues = 4;
         req.ipv6 = Some(("fd00::100/64".parse().unwrap(), "fd00::2".parse().unwrap()));
         assert_eq!(NsRequest::from_args(&os(&req.to_args())).unwrap(), req);
+        req.persist = true;
+        req.reattach = true;
+        assert!(
+            req.to_args()
+                .join(" ")
+                .ends_with("--persist 1 --reattach 1")
+        );
+        assert_eq!(NsRequest::from_args(&os(&req.to_args())).unwrap(), req);
+        let mut dns = sample(NsOp::Dns, None);
+        dns.dns_socket = true;
+        assert_eq!(NsRequest::from_args(&os(&dns.to_args())).unwrap(), dns);
     }
 
     fn os(args: &[String]) -> Vec<OsString> {
@@ -969,6 +1079,7 @@ mod tests {
             NsReply::Err(NsFailure::Enter("Operation not permitted".to_owned())),
             NsReply::Err(NsFailure::TunPermission("Permission denied".to_owned())),
             NsReply::Err(NsFailure::NameTaken("eth0".to_owned())),
+            NsReply::Err(NsFailure::Gone("eth0".to_owned())),
             NsReply::Err(NsFailure::Configure {
                 ifname: "eth1".to_owned(),
                 message: "add address: File exists".to_owned(),

@@ -66,7 +66,7 @@ impl NetnsTarget {
 }
 
 /// Identity of a namespace (device and inode of its nsfs file): equal for the same namespace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub(crate) struct NetnsId {
     pub(crate) dev: u64,
     pub(crate) ino: u64,
@@ -101,6 +101,12 @@ pub(crate) struct InterfaceConfig {
     /// one; [`AttachedPort::queues`] holds the fds beyond the first. Falls back to one
     /// queue when the device cannot have more (an existing single-queue TAP).
     pub(crate) queues: u8,
+    /// A TAP: make it persistent (`TUNSETPERSIST`), so that it outlives the fd; the
+    /// daemon's TAPs, which survive a killed daemon. [`detach`] makes it ordinary again.
+    pub(crate) persist: bool,
+    /// Attach again to the port a killed daemon left (see [`reattach`]), not creating
+    /// or configuring anything.
+    pub(crate) reattach: bool,
 }
 
 impl InterfaceConfig {
@@ -123,6 +129,8 @@ impl InterfaceConfig {
             offload: false,
             ipv6: None,
             queues: 1,
+            persist: false,
+            reattach: false,
         }
     }
 }
@@ -179,6 +187,10 @@ pub(crate) enum PortError {
     IfnameTaken { ifname: String, netns: String },
     #[error("interface {0} already exists on the host")]
     HostIfnameTaken(String),
+    #[error("interface {ifname} no longer exists in network namespace {netns}")]
+    IfnameGone { ifname: String, netns: String },
+    #[error("veth host end {0} no longer exists")]
+    HostIfnameGone(String),
     /// Creating or configuring the container's interface failed.
     #[error("configure {ifname} in netns {netns}: {message}")]
     Configure {
@@ -339,6 +351,7 @@ fn failure_to_error(failure: NsFailure, target: &NetnsTarget) -> PortError {
         NsFailure::Enter(message) => PortError::EnterNetns { netns, message },
         NsFailure::TunPermission(message) => PortError::TunPermission(message),
         NsFailure::NameTaken(ifname) => PortError::IfnameTaken { ifname, netns },
+        NsFailure::Gone(ifname) => PortError::IfnameGone { ifname, netns },
         NsFailure::Configure { ifname, message } => PortError::Configure {
             ifname,
             netns,
@@ -474,7 +487,95 @@ fn delete_host_end(rt: &mut RouteSocket, host_ifname: &str) -> io::Result<()> {
     }
 }
 
-/// Removes the port's device: closes a TAP (the kernel deletes it), deletes a veth pair.
+/// Attaches again to the port that a killed daemon left in the container, by its
+/// names: a persistent TAP through the namespace helper (`config.ifname` is its name;
+/// its offload settings are applied to the new fd, nothing is configured), or a veth
+/// whose host end `host_ifname` is opened with AF_PACKET again. With `dns_socket`
+/// the embedded DNS sockets are bound in the namespace again too (the old ones closed
+/// with the daemon). The interface keeps what the kernel holds: addresses, routes, MAC.
+pub(crate) fn reattach(
+    target: &NetnsTarget,
+    kind: PortKind,
+    config: &InterfaceConfig,
+    host_ifname: Option<&str>,
+    dns_socket: bool,
+) -> Result<(AttachedPort, Option<DnsSockets>), PortError> {
+    validate_config(config)?;
+    let ifname = config
+        .ifname
+        .clone()
+        .ok_or_else(|| PortError::InvalidConfig("reattach needs the interface name".into()))?;
+    let netns_fd = open_netns(target)?;
+    let config = InterfaceConfig {
+        configure: false,
+        attach_existing: true,
+        reattach: true,
+        persist: kind == PortKind::Tap,
+        queues: 1,
+        ..config.clone()
+    };
+    match kind {
+        PortKind::Tap => {
+            let reply = nshelper::run_helper(netns_fd.as_fd(), NsOp::Tap, &config, dns_socket)
+                .map_err(|f| failure_to_error(f, target))?;
+            let fd = reply.fd.ok_or_else(|| PortError::Helper {
+                netns: target.describe(),
+                message: "the namespace helper sent no TAP fd".to_owned(),
+            })?;
+            let port = AttachedPort {
+                kind,
+                fd,
+                ifname: reply.ifname,
+                host_ifname: None,
+                queues: Vec::new(),
+            };
+            Ok((port, reply.dns))
+        }
+        PortKind::Veth => {
+            let host = host_ifname.ok_or_else(|| {
+                PortError::InvalidConfig("reattach of a veth needs its host end".into())
+            })?;
+            validate_ifname(host)?;
+            let mut rt = RouteSocket::open()
+                .map_err(|e| host_error("open rtnetlink socket".to_owned(), &e))?;
+            let index = rt
+                .link_index(host)
+                .map_err(|e| host_error(format!("look up {host}"), &e))?
+                .ok_or_else(|| PortError::HostIfnameGone(host.to_owned()))?;
+            let change = LinkChange {
+                up: Some(true),
+                noarp: Some(true),
+                ..Default::default()
+            };
+            rt.set_link(index, &change)
+                .map_err(|e| host_error(format!("bring {host} up"), &e))?;
+            let fd = packet::open_bound(index)
+                .map_err(|e| host_error(format!("open AF_PACKET socket on {host}"), &e))?;
+            if config.offload {
+                packet::set_vnet_hdr_size(&fd, crate::datapath::VNET_HDR_LEN)
+                    .map_err(|e| host_error(format!("PACKET_VNET_HDR_SZ on {host}"), &e))?;
+            }
+            let dns = if dns_socket {
+                nshelper::run_helper(netns_fd.as_fd(), NsOp::Dns, &config, true)
+                    .map_err(|f| failure_to_error(f, target))?
+                    .dns
+            } else {
+                None
+            };
+            let port = AttachedPort {
+                kind,
+                fd,
+                ifname,
+                host_ifname: Some(host.to_owned()),
+                queues: Vec::new(),
+            };
+            Ok((port, dns))
+        }
+    }
+}
+
+/// Removes the port's device: closes a TAP (the kernel deletes it; a persistent one is
+/// made ordinary first), deletes a veth pair.
 pub(crate) fn detach(port: AttachedPort) -> Result<(), PortError> {
     let AttachedPort {
         kind,
@@ -482,6 +583,11 @@ pub(crate) fn detach(port: AttachedPort) -> Result<(), PortError> {
         host_ifname,
         ..
     } = port;
+    if kind == PortKind::Tap {
+        let cleared = crate::sys::tap::clear_persist(fd.as_fd());
+        drop(fd);
+        return cleared.map_err(|e| host_error("make the TAP non-persistent".to_owned(), &e));
+    }
     drop(fd);
     match (kind, host_ifname) {
         (PortKind::Veth, Some(host)) => {

@@ -3,8 +3,15 @@
 //! Requests are handled one at a time on the daemon's main thread, so every command
 //! sees and leaves a consistent state; the datapath runs on its own thread and is
 //! reached through [`Datapath`] calls.
+//!
+//! Networks and endpoints are kept in the state directory ([`super::state`]) after
+//! every command that changes them; a restarted daemon restores them ([`restart`]).
 
+mod restart;
+
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -27,16 +34,20 @@ use super::proto::{
 };
 use super::registry::{Endpoint, Publication, Registry};
 use super::socket;
+use super::state::{EndpointRecord, NetworkRecord, STATE_VERSION, StateDir};
 use crate::clientset::ClientStats;
 use crate::datapath::{BackendChoice, Datapath, Gateway, PacketUplinkConfig, PortIo, zone_of};
 use crate::engine::{Engine, EngineConfig, EngineNetwork, FlowLimits, Forward, ForwardProto};
-use crate::port::{self, AttachedPort, InterfaceConfig, NetnsTarget, PortKind};
+use crate::port::{self, AttachedPort, InterfaceConfig, NetnsTarget, PortError, PortKind};
 use crate::rootless::run::PortSpec;
+use restart::{Attach, attach_port, veth_tag};
 
 /// Settings of `tapnet daemon`.
 #[derive(Debug, Clone)]
 pub(crate) struct DaemonOptions {
     pub(crate) control: PathBuf,
+    /// Where networks and endpoints are kept (`--state-dir`).
+    pub(crate) state_dir: PathBuf,
     pub(crate) backend: BackendChoice,
     pub(crate) switch: SwitchConfig,
     pub(crate) conntrack: ConntrackConfig,
@@ -183,6 +194,9 @@ fn open_packet_uplink(
 /// Runs the daemon until SIGINT or SIGTERM, then removes every device it created.
 pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
     let listener = socket::bind_control_socket(&options.control)?;
+    // After the control socket: a second daemon with the same socket stops there, so
+    // one daemon at a time uses the state directory.
+    let state = StateDir::open(&options.state_dir).context("open the state directory")?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("install signal handler")?;
@@ -227,6 +241,7 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
         }
         info!(interface = %uplink.ifname, address = %uplink.addr, gateway = ?uplink.gateway, "packet uplink ready");
     }
+    let veth_tag = veth_tag(state.path());
     let mut daemon = Daemon {
         uplink: options.uplink.clone(),
         registry: Registry::new(),
@@ -234,7 +249,12 @@ pub(crate) fn run(options: &DaemonOptions) -> anyhow::Result<()> {
         engine,
         dns,
         control: ClientStats::default(),
+        state,
+        records: BTreeMap::new(),
+        taps: HashMap::new(),
+        veth_tag,
     };
+    daemon.restore();
     info!(control = %options.control.display(), datapath = daemon.datapath.backend_name(), "tapnet daemon ready");
 
     let result = socket::serve(listener, &stop, |request, control| {
@@ -256,6 +276,15 @@ struct Daemon {
     dns: DnsService,
     /// The control socket's counters, as of the request being handled.
     control: ClientStats,
+    state: StateDir,
+    /// What is kept on disk of each endpoint (its publications are the registry's).
+    records: BTreeMap<PortId, EndpointRecord>,
+    /// A duplicate of each TAP port's fd: the daemon's TAPs are persistent, and
+    /// whatever happens to the datapath, an orderly stop makes them ordinary again
+    /// through these, so that they go when the daemon exits.
+    taps: HashMap<PortId, OwnedFd>,
+    /// Veth host ends are `tn{veth_tag}v{port}` (see [`veth_tag`]).
+    veth_tag: u32,
 }
 
 /// Whether a `[HOSTIP:]HOST:CONTAINER[/PROTO]` publication names its host address.
@@ -304,7 +333,22 @@ impl Daemon {
     }
 
     fn network_create(&mut self, req: &NetworkCreate) -> Result<Value, String> {
-        let plan = self.registry.plan_network_create(req)?;
+        self.network_create_as(req, None)
+    }
+
+    /// `network create`, with the given network id when restoring one.
+    fn network_create_as(
+        &mut self,
+        req: &NetworkCreate,
+        id: Option<tapnet_switch::NetworkId>,
+    ) -> Result<Value, String> {
+        let mut plan = self.registry.plan_network_create(req)?;
+        if let Some(id) = id {
+            if self.registry.networks().any(|n| n.id == id) {
+                return Err(format!("network id {} is already in use", id.0));
+            }
+            plan.network.id = id;
+        }
         let network = &plan.network;
         if !network.masquerade && self.uplink.is_none() {
             return Err(
@@ -379,7 +423,15 @@ impl Daemon {
         info!(name = %network.name, subnet = %network.subnet, gateway = %network.gateway, mtu = network.mtu, icc = network.icc, "network created");
         let info =
             json!({"name": network.name, "subnet": network.subnet, "gateway": network.gateway});
+        let record = NetworkRecord {
+            version: STATE_VERSION,
+            id: network.id.0,
+            create: req.clone(),
+        };
         self.registry.commit_network(plan);
+        if let Err(e) = self.state.write_network(&record) {
+            warn!("state: keep network {}: {e}", req.name);
+        }
         Ok(info)
     }
 
@@ -392,11 +444,21 @@ impl Daemon {
             warn!(name, "remove the network's egress: {e}");
         }
         self.registry.commit_network_remove(name);
+        if let Err(e) = self.state.remove_network(name) {
+            warn!("state: forget network {name}: {e}");
+        }
         info!(name, "network removed");
         Ok(json!({"name": name}))
     }
 
     fn connect(&mut self, req: &Connect) -> Result<Value, String> {
+        self.connect_as(req, &Attach::New)
+    }
+
+    /// `connect`; with [`Attach::Again`], the restore of an endpoint a killed daemon
+    /// left: same port id, names and addresses, the device attached again instead of
+    /// created, and its publications each published again or reported.
+    fn connect_as(&mut self, req: &Connect, attach: &Attach<'_>) -> Result<Value, String> {
         let (target, default_name) = match &req.netns {
             NetnsSpec::Pid(pid) => (NetnsTarget::Pid(*pid), format!("pid{pid}")),
             NetnsSpec::Path(path) => {
@@ -407,14 +469,28 @@ impl Daemon {
                 (NetnsTarget::Path(path.into()), name)
             }
         };
+        let (target, again) = match attach {
+            Attach::New => (target, None),
+            Attach::Again { record, target } => (target.clone(), Some(*record)),
+        };
         let netns = port::netns_id(&target).map_err(|e| e.to_string())?;
         let default_name = if default_name.is_empty() || default_name == "net" {
             format!("ns{}", netns.ino)
         } else {
             default_name
         };
-        let plan = self.registry.plan_connect(req, netns, &default_name)?;
-        let host_ifname = format!("tn{:x}v{:x}", std::process::id(), plan.port.0);
+        let mut plan = self.registry.plan_connect(req, netns, &default_name)?;
+        if let Some(record) = again {
+            let port = PortId(record.port);
+            if self.registry.endpoint(port).is_some() {
+                return Err(format!("port {} is taken twice", record.port));
+            }
+            plan.port = port;
+        }
+        let host_ifname = match again {
+            Some(record) => record.host_ifname.clone().unwrap_or_default(),
+            None => format!("tn{:05x}v{:x}", self.veth_tag, plan.port.0),
+        };
         let mut config = InterfaceConfig::ipv4(
             plan.ifname.clone(),
             plan.mac,
@@ -422,11 +498,15 @@ impl Daemon {
             plan.gateway,
             plan.mtu,
         );
+        // The daemon's TAPs outlive it if it is killed, for a restarted daemon.
+        config.persist = true;
         // Ports take TSO frames and partial checksums both ways: TAPs with
-        // IFF_VNET_HDR, veths' AF_PACKET sockets with PACKET_VNET_HDR_SZ.
-        config.offload = match plan.kind {
-            PortKind::Tap => crate::datapath::offload_enabled(),
-            PortKind::Veth => {
+        // IFF_VNET_HDR, veths' AF_PACKET sockets with PACKET_VNET_HDR_SZ. A restored
+        // port keeps what the container's side was set up for.
+        config.offload = match (again, plan.kind) {
+            (Some(record), _) => record.offload,
+            (None, PortKind::Tap) => crate::datapath::offload_enabled(),
+            (None, PortKind::Veth) => {
                 crate::datapath::packet_offload_enabled()
                     && crate::sys::packet::vnet_hdr_supported(crate::datapath::VNET_HDR_LEN)
             }
@@ -441,18 +521,18 @@ impl Daemon {
         // The container's first interface also brings it the embedded DNS at
         // 127.0.0.11 (bound inside its namespace); a namespace where that address is
         // taken is still connected, without it.
-        let mut dns_sockets = None;
-        let attached = if self.dns.has_client(&plan.container) {
-            port::attach(&target, plan.kind, &config, &host_ifname).map_err(|e| e.to_string())?
+        let (attached, dns_sockets) = if self.dns.has_client(&plan.container) {
+            attach_port(&target, plan.kind, &config, &host_ifname, again, false)
+                .map_err(|e| e.to_string())?
         } else {
-            match port::attach_with_dns(&target, plan.kind, &config, &host_ifname) {
-                Ok((attached, sockets)) => {
-                    dns_sockets = Some(sockets);
-                    attached
+            match attach_port(&target, plan.kind, &config, &host_ifname, again, true) {
+                Ok(attached) => attached,
+                Err(e @ (PortError::IfnameGone { .. } | PortError::HostIfnameGone(_))) => {
+                    return Err(e.to_string());
                 }
                 Err(e) => {
                     warn!(container = %plan.container, "no DNS at 127.0.0.11: {e}");
-                    port::attach(&target, plan.kind, &config, &host_ifname)
+                    attach_port(&target, plan.kind, &config, &host_ifname, again, false)
                         .map_err(|e| e.to_string())?
                 }
             }
@@ -464,7 +544,8 @@ impl Daemon {
             host_ifname,
             ..
         } = attached;
-        // Keep a duplicate so that the device can be removed if the datapath refuses it.
+        // Keep a duplicate so that the device can be removed if the datapath refuses it
+        // (and, for a TAP, made non-persistent at an orderly stop whatever happens).
         let cleanup_fd = fd
             .try_clone()
             .map_err(|e| format!("duplicate port fd: {e}"))?;
@@ -496,8 +577,17 @@ impl Daemon {
             }
             return Err(format!("{err:#}"));
         }
-        drop(cleanup_fd);
-        info!(container = %plan.container, network = %plan.network, ifname, kind = ?kind, address = %plan.address, "connected");
+        if kind == PortKind::Tap {
+            self.taps.insert(plan.port, cleanup_fd);
+        } else {
+            drop(cleanup_fd);
+        }
+        let verb = if again.is_some() {
+            "reattached"
+        } else {
+            "connected"
+        };
+        info!(container = %plan.container, network = %plan.network, ifname, kind = ?kind, address = %plan.address, "{verb}");
         let port = plan.port;
         let (network_name, container_name) = (plan.network.clone(), plan.container.clone());
         if self
@@ -518,11 +608,10 @@ impl Daemon {
             .registry
             .network(&plan.network)
             .ok()
-            .and_then(|n| n.ipv6_of(ip))
-            .map(|n| n.addr());
+            .and_then(|n| n.ipv6_of(ip));
         // Its host-socket flows are charged to it (the per-container bound).
         let owned: Vec<IpAddr> = std::iter::once(IpAddr::V4(ip))
-            .chain(ip6.map(IpAddr::V6))
+            .chain(ip6.map(|n| IpAddr::V6(n.addr())))
             .collect();
         self.engine
             .set_owner(plan.network_id, owned, Some(u64::from(port.0)));
@@ -534,9 +623,28 @@ impl Daemon {
                 .chain(plan.aliases.iter().cloned())
                 .collect(),
             ip,
+            ip6: ip6.map(|n| n.addr()),
+        };
+        let record = EndpointRecord {
+            version: STATE_VERSION,
+            port: port.0,
+            connect: Connect {
+                name: Some(plan.container.clone()),
+                ifname: Some(ifname.clone()),
+                ip: Some(ip),
+                mac: Some(plan.mac),
+                aliases: plan.aliases.clone(),
+                publish: Vec::new(),
+                ..req.clone()
+            },
+            netns_id: netns,
+            host_ifname: host_ifname.clone(),
             ip6,
+            mtu: config.mtu,
+            offload: config.offload,
         };
         self.registry.commit_connect(plan, ifname, host_ifname);
+        self.records.insert(port, record);
         if let Some(sockets) = dns_sockets {
             self.dns.add_client(&container_name, sockets);
         }
@@ -544,18 +652,29 @@ impl Daemon {
         if let Err(e) = self.dns.set_endpoint(&endpoint_names, scope) {
             warn!(container = %container_name, "DNS names: {e}");
         }
-        if !req.publish.is_empty() {
-            let publish = Publish {
-                network: network_name.clone(),
-                container: container_name.clone(),
-                specs: req.publish.clone(),
-            };
-            if let Err(e) = self.publish(&publish) {
-                // The connect fails as a whole.
-                let _ = self.disconnect(&network_name, &container_name);
-                return Err(e);
+        let publish = |specs: Vec<String>| Publish {
+            network: network_name.clone(),
+            container: container_name.clone(),
+            specs,
+        };
+        if again.is_some() {
+            // A host port that cannot be had again costs that publication only.
+            for spec in &req.publish {
+                if let Err(e) = self.publish(&publish(vec![spec.clone()])) {
+                    warn!(
+                        "state: endpoint {container_name} of network {network_name}: {e}; \
+                         the publication is dropped"
+                    );
+                }
             }
+        } else if !req.publish.is_empty()
+            && let Err(e) = self.publish(&publish(req.publish.clone()))
+        {
+            // The connect fails as a whole.
+            let _ = self.disconnect(&network_name, &container_name);
+            return Err(e);
         }
+        self.save_endpoint(port);
         let endpoint = self
             .registry
             .endpoint(port)
@@ -613,6 +732,7 @@ impl Daemon {
             }
         }
         info!(container = %req.container, network = %req.network, ports = ?req.specs, "published");
+        self.save_endpoint(endpoint.port);
         Ok(json!(
             self.publication_infos()
                 .into_iter()
@@ -724,6 +844,7 @@ impl Daemon {
         for p in &taken {
             self.withdraw(p);
         }
+        self.save_endpoint(endpoint.port);
         Ok(json!(
             taken.iter().map(|p| p.spec.to_string()).collect::<Vec<_>>()
         ))
@@ -763,6 +884,8 @@ impl Daemon {
             .map_err(|e| format!("{e:#}"))?;
         self.registry.commit_disconnect(endpoint.port);
         self.engine.set_owner(net_id, owned, None);
+        self.forget_endpoint(endpoint.port);
+        self.taps.remove(&endpoint.port);
         let attached = AttachedPort {
             kind: endpoint.kind,
             fd,
@@ -846,7 +969,8 @@ impl Daemon {
         }))
     }
 
-    /// Removes every port (and so every device the daemon created), then stops the datapath.
+    /// Removes every port (and so every device the daemon created) and its state file,
+    /// keeping the networks' files, then stops the datapath.
     fn shutdown(self) {
         let Self {
             uplink: _,
@@ -855,6 +979,10 @@ impl Daemon {
             engine,
             dns,
             control: _,
+            state,
+            records: _,
+            mut taps,
+            veth_tag: _,
         } = self;
         dns.shutdown();
         let ports: Vec<_> = registry.endpoints().map(|e| e.port).collect();
@@ -862,6 +990,15 @@ impl Daemon {
             let Some(endpoint) = registry.commit_disconnect(port) else {
                 continue;
             };
+            if let Err(e) = state.remove_endpoint(port.0) {
+                warn!("state: forget endpoint {}: {e}", endpoint.container);
+            }
+            // Whatever becomes of the datapath's fd, the TAP goes when the daemon exits.
+            if let Some(tap) = taps.remove(&port)
+                && let Err(e) = crate::sys::tap::clear_persist(tap.as_fd())
+            {
+                warn!("make the TAP of {} non-persistent: {e}", endpoint.container);
+            }
             match datapath.remove_port(port) {
                 Ok(fd) => {
                     let attached = AttachedPort {

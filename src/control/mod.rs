@@ -8,6 +8,7 @@ mod dns_tcp;
 pub(crate) mod proto;
 pub(crate) mod registry;
 pub(crate) mod socket;
+pub(crate) mod state;
 
 use std::path::PathBuf;
 

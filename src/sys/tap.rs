@@ -1,6 +1,8 @@
 //! TAP devices on `/dev/net/tun`, with our own ioctls (modelled on cloud-hypervisor's
 //! `net_util/src/tap.rs`). A TAP opened here lives in the network namespace of the
-//! calling thread; it disappears when its last fd is closed (we never set `TUNSETPERSIST`).
+//! calling thread; it disappears when its last fd is closed, unless it is persistent
+//! ([`set_persist`], the daemon's TAPs, which outlive a killed daemon and are
+//! attached again by name; [`clear_persist`] before closing removes them).
 //!
 //! Each `read` on the fd returns one Ethernet frame, each `write` sends one
 //! (`IFF_NO_PI`: no packet-information prefix). With `IFF_VNET_HDR` a `virtio_net_hdr`
@@ -21,6 +23,7 @@ pub(crate) const IFNAMSIZ: usize = 16;
 
 // From `linux/if_tun.h`.
 const TUNSETIFF: u64 = 0x4004_54ca; // _IOW('T', 202, int)
+const TUNSETPERSIST: u64 = 0x4004_54cb; // _IOW('T', 203, int)
 const TUNGETFEATURES: u64 = 0x8004_54cf; // _IOR('T', 207, unsigned int)
 const TUNSETOFFLOAD: u64 = 0x4004_54d0; // _IOW('T', 208, unsigned int)
 const TUNSETVNETHDRSZ: u64 = 0x4004_54d8; // _IOW('T', 216, int)
@@ -237,6 +240,32 @@ impl AsFd for Tap {
     }
 }
 
+/// `TUNSETPERSIST` on an fd attached to a TAP: the device outlives its fds, or not.
+pub(crate) fn set_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its argument by value (0 or 1); no memory is passed.
+    // On an fd that is not attached to a device the kernel answers EBADFD.
+    let ret = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            TUNSETPERSIST as _,
+            libc::c_ulong::from(persist),
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Makes a persistent TAP ordinary again through any fd attached to it, so that it is
+/// deleted when its last fd closes. The tun driver checks no capability here
+/// (`__tun_chr_ioctl` in drivers/net/tun.c: having the device attached is enough), so
+/// the daemon can do it outside the container's user namespace.
+pub(crate) fn clear_persist(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_persist(fd, false)
+}
+
 /// The `IFF_*` flags this kernel's TUN driver supports.
 fn tun_features(fd: BorrowedFd<'_>) -> io::Result<u32> {
     let mut features: libc::c_uint = 0;
@@ -309,6 +338,47 @@ mod tests {
                 Tap::open("tn-vnet0", options),
                 Err(TapError::NameTaken(_))
             ));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn persistent_tap_outlives_its_fd_until_cleared() {
+        if !rustix::process::geteuid().is_root() {
+            use std::io::Write as _;
+            let _ = writeln!(
+                io::stderr(),
+                "SKIPPED (needs root): persistent_tap_outlives_its_fd_until_cleared"
+            );
+            return;
+        }
+        std::thread::spawn(|| {
+            // SAFETY: as above, only this thread's network namespace changes.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+                .unwrap();
+            let exclusive = TapOptions::default();
+            let tap = Tap::open("tn-keep0", exclusive).unwrap();
+            set_persist(tap.as_fd(), true).unwrap();
+            drop(tap);
+            // Still there: an exclusive open of the name is refused.
+            assert!(matches!(
+                Tap::open("tn-keep0", exclusive),
+                Err(TapError::NameTaken(_))
+            ));
+            let reattached = Tap::open(
+                "tn-keep0",
+                TapOptions {
+                    exclusive: false,
+                    ..TapOptions::default()
+                },
+            )
+            .unwrap();
+            clear_persist(reattached.as_fd()).unwrap();
+            drop(reattached);
+            // Gone: an exclusive open creates it afresh.
+            let fresh = Tap::open("tn-keep0", exclusive).unwrap();
+            drop(fresh);
         })
         .join()
         .unwrap();

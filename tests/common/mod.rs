@@ -204,6 +204,8 @@ pub struct Daemon {
     child: Option<Child>,
     pub control: PathBuf,
     pub log: PathBuf,
+    /// The whole command line, for [`Daemon::restart`].
+    argv: Vec<String>,
     _dir: TempDir,
 }
 
@@ -243,35 +245,68 @@ impl Daemon {
             ]);
         }
         argv.push(tapnet_bin().into());
-        let mut command = Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .args([
+        argv.extend(
+            [
                 "daemon",
                 "--control",
                 control.to_str().unwrap(),
                 "--datapath",
                 datapath,
-            ])
-            .args(extra)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create daemon log"));
-        let child = {
-            use std::os::unix::process::CommandExt;
-            command
-                .process_group(0)
-                .spawn()
-                .expect("start tapnet daemon")
-        };
+            ]
+            .map(String::from),
+        );
+        argv.extend(extra.iter().map(|a| a.to_string()));
+        let child = Self::spawn(&argv, &log);
         let daemon = Self {
             child: Some(child),
             control,
             log,
+            argv,
             _dir: dir,
         };
         daemon.wait_ready();
         daemon
+    }
+
+    /// Starts the daemon's command line, its stderr appended to `log`.
+    fn spawn(argv: &[String], log: &Path) -> Child {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open daemon log");
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start tapnet daemon")
+    }
+
+    /// The default state directory of this daemon (beside its control socket).
+    pub fn state_dir(&self) -> PathBuf {
+        PathBuf::from(format!("{}.state", self.control.display()))
+    }
+
+    /// Kills the daemon with SIGKILL (by its PID) and reaps it: nothing of its own
+    /// clean-up runs.
+    pub fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the daemon again with the same command line (after [`Daemon::kill`] or
+    /// [`Daemon::stop`]) and waits until it serves its control socket.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the daemon is still running");
+        self.child = Some(Self::spawn(&self.argv, &self.log));
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
