@@ -204,6 +204,17 @@ impl Offload {
         })
     }
 
+    /// What the router needs to know of a frame received with `offload`: its segment
+    /// size and its partial checksum.
+    pub(crate) fn for_router(offload: Option<Self>) -> tapnet_switch::router::FrameOffload {
+        tapnet_switch::router::FrameOffload {
+            segment: offload.and_then(Self::segment),
+            partial_checksum: offload
+                .and_then(|o| o.csum)
+                .map(|(start, at)| (usize::from(start), usize::from(at))),
+        }
+    }
+
     /// The partial checksum's field in the IP packet that starts 14 bytes into the
     /// frame: (transport header offset, checksum offset in it).
     pub(crate) fn l4_field(self) -> Option<(usize, usize)> {

@@ -387,8 +387,7 @@ impl<H> Pipeline<H> {
             return;
         };
         scratch.copy_from_slice(frame);
-        let segment = offload.and_then(Offload::segment);
-        match router.handle_frame_segmented(now, net, scratch, segment) {
+        match router.handle_frame_offloaded(now, net, scratch, Offload::for_router(offload)) {
             RouterVerdict::Uplink { packet } => {
                 if self.outbound(now, net, packet.clone(), offload, writer) {
                     self.service_queues(now, writer);

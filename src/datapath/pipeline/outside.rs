@@ -470,9 +470,8 @@ impl<H> Pipeline<H> {
         else {
             return;
         };
-        let segment = offload.and_then(Offload::segment);
         if let UplinkVerdict::ToNetwork { len } =
-            router.handle_uplink_segmented(now, net, frame, segment)
+            router.handle_uplink_offloaded(now, net, frame, Offload::for_router(offload))
             && let Some(port) = self.gateway_of(net)
         {
             self.inject(now, port, len, offload, writer);

@@ -189,6 +189,7 @@ fn hold(
     mut frame: Vec<u8>,
     origin: Origin,
 ) -> Delivery {
+    cx.complete_held(&mut frame);
     // The source MAC and EtherType are known now; the destination on release.
     write_ethernet(
         &mut frame,

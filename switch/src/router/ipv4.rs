@@ -227,6 +227,7 @@ fn forward(
             return RouterVerdict::Drop(RouterDrop::TooBig);
         }
         decrement_ttl_v4(&mut frame[14..end]);
+        cx.complete_in_place(&mut frame[..end]);
         let fragments = fragment(&frame[14..end], mtu, 0);
         if fragments.is_empty() {
             return RouterVerdict::Drop(RouterDrop::TooBig);
@@ -274,6 +275,7 @@ fn hairpin(
     bump!(cx.out.counters.hairpinned);
     decrement_ttl_v4(&mut frame[14..end]);
     if too_big {
+        cx.complete_in_place(&mut frame[..end]);
         let fragments = fragment(&frame[14..end], mtu, 14);
         if fragments.is_empty() {
             return RouterVerdict::Drop(RouterDrop::TooBig);
@@ -653,6 +655,7 @@ pub(super) fn handle_uplink(cx: &mut Cx<'_>, net: &mut Net, frame: &mut [u8]) ->
             );
             return UplinkVerdict::Drop(RouterDrop::TooBig);
         }
+        cx.complete_in_place(&mut frame[..end]);
         let fragments = fragment(&frame[14..end], mtu, 14);
         if fragments.is_empty() {
             return UplinkVerdict::Drop(RouterDrop::TooBig);

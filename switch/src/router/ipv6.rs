@@ -767,6 +767,7 @@ fn deliver(
         }
         Lookup::Miss => {
             let mut owned = frame.to_vec();
+            cx.complete_held(&mut owned);
             write_ethernet(
                 &mut owned,
                 MacAddr::ZERO,

@@ -48,6 +48,8 @@ pub mod fuzzing;
 mod ipv4;
 mod ipv6;
 mod neighbour;
+#[cfg(test)]
+mod offload_tests;
 mod outside;
 #[doc(hidden)]
 pub mod outside_fuzzing;
@@ -521,6 +523,39 @@ struct Cx<'a> {
     /// The payload bytes per segment of a TCP segmentation offload (TSO) frame being
     /// handled; `None` for a packet that goes on the wire as it is.
     segment: Option<u16>,
+    /// The frame's partial transport checksum (see [`FrameOffload`]).
+    partial_checksum: Option<(usize, usize)>,
+}
+
+impl Cx<'_> {
+    /// Completes the partial checksum of a copy of the frame being handled that the
+    /// router holds (a neighbour being resolved): it leaves later, by
+    /// [`Router::poll_transmit`], without the offload header that described it.
+    fn complete_held(&self, frame: &mut [u8]) {
+        if let Some((start, offset)) = self.partial_checksum {
+            tapnet_wire::vnet::complete_checksum(frame, start, offset);
+        }
+    }
+
+    /// Completes the partial checksum of the frame being handled in place, before it
+    /// is cut into fragments (which carry no offload header, and only the first of
+    /// which holds the checksum field).
+    fn complete_in_place(&mut self, frame: &mut [u8]) {
+        self.complete_held(frame);
+        self.partial_checksum = None;
+    }
+}
+
+/// What a frame's offload header (`virtio_net_hdr`) says of it, as far as the router
+/// is concerned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameOffload {
+    /// A TCP segmentation offload frame: payload bytes per segment.
+    pub segment: Option<u16>,
+    /// A partial TCP/UDP checksum (`F_NEEDS_CSUM`): `(csum_start, csum_offset)` from
+    /// the frame's start. The router completes it in a frame it must hold while it
+    /// resolves the next hop.
+    pub partial_checksum: Option<(usize, usize)>,
 }
 
 impl Cx<'_> {
@@ -743,6 +778,25 @@ impl Router {
         frame: &mut [u8],
         segment: Option<u16>,
     ) -> RouterVerdict {
+        self.handle_frame_offloaded(
+            now,
+            net,
+            frame,
+            FrameOffload {
+                segment,
+                partial_checksum: None,
+            },
+        )
+    }
+
+    /// [`Self::handle_frame_segmented`] for a frame described by an offload header.
+    pub fn handle_frame_offloaded(
+        &mut self,
+        now: Instant,
+        net: NetworkId,
+        frame: &mut [u8],
+        offload: FrameOffload,
+    ) -> RouterVerdict {
         let Self {
             config,
             nets,
@@ -757,7 +811,8 @@ impl Router {
                     cfg: config,
                     out,
                     routes,
-                    segment,
+                    segment: offload.segment,
+                    partial_checksum: offload.partial_checksum,
                 };
                 dispatch_frame(&mut cx, state, frame)
             }
@@ -791,6 +846,25 @@ impl Router {
         frame: &mut [u8],
         segment: Option<u16>,
     ) -> UplinkVerdict {
+        self.handle_uplink_offloaded(
+            now,
+            net,
+            frame,
+            FrameOffload {
+                segment,
+                partial_checksum: None,
+            },
+        )
+    }
+
+    /// [`Self::handle_uplink_segmented`] for a frame described by an offload header.
+    pub fn handle_uplink_offloaded(
+        &mut self,
+        now: Instant,
+        net: NetworkId,
+        frame: &mut [u8],
+        offload: FrameOffload,
+    ) -> UplinkVerdict {
         let Self {
             config,
             nets,
@@ -805,7 +879,8 @@ impl Router {
                     cfg: config,
                     out,
                     routes,
-                    segment,
+                    segment: offload.segment,
+                    partial_checksum: offload.partial_checksum,
                 };
                 match frame.get(14).map(|b| b >> 4) {
                     Some(4) => ipv4::handle_uplink(&mut cx, state, frame),
@@ -868,6 +943,7 @@ impl Router {
             out,
             routes,
             segment: None,
+            partial_checksum: None,
         };
         for net in nets.values_mut() {
             arp::handle_timeout(&mut cx, net);
