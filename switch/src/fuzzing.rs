@@ -18,6 +18,8 @@
 //! [`run`] decodes a byte string into a topology and a sequence of operations (see
 //! [`run`] for the format) so that libFuzzer's mutations stay meaningful.
 
+pub mod frames;
+
 use core::time::Duration;
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
