@@ -437,7 +437,11 @@ mod tests {
         table.learn(a, PortId(3), 3, secs(0));
         assert_eq!(table.pin(a, PortId(1), 1, secs(1)), Ok(()));
         assert_eq!(table.learned_len(), 0);
-        assert_eq!(table.next_sweep(), None, "nothing learned, nothing to sweep");
+        assert_eq!(
+            table.next_sweep(),
+            None,
+            "nothing learned, nothing to sweep"
+        );
         assert_eq!(table.learn(a, PortId(2), 2, secs(2)), Learned::Pinned);
         assert_eq!(table.learn(a, PortId(1), 1, secs(3)), Learned::Refreshed);
         assert_eq!(

@@ -4,7 +4,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::MacAddr;
+use crate::{MacAddr, PortGuard};
 
 /// An Ethernet frame: `dst`, `src`, `tags` VLAN tags (802.1ad outside, 802.1Q inside),
 /// then `ethertype` and `payload`.
@@ -157,4 +157,156 @@ pub fn dhcp_ack_frame(
     let msg = dhcp(2, 5, chaddr, yiaddr, Some(lease));
     let ip = ipv4(server, yiaddr, 17, &udp(67, 68, &msg));
     ethernet(chaddr, server_mac, 0, 0x0800, &ip)
+}
+
+/// IPv4 addresses guards are given and frames claim: three stations and 0.0.0.0.
+pub const IPV4_ALPHABET: [Ipv4Addr; 4] = [
+    Ipv4Addr::new(10, 0, 0, 1),
+    Ipv4Addr::new(10, 0, 0, 2),
+    Ipv4Addr::new(10, 0, 0, 3),
+    Ipv4Addr::UNSPECIFIED,
+];
+
+/// The /64 prefix guards are given SLAAC in, and its first addresses.
+pub const PREFIX6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0);
+
+/// An IPv6 address for shape byte `b` with station MAC `mac`: fixed addresses, `::`,
+/// and the link-local and SLAAC addresses of `mac`.
+pub fn ipv6_choice(b: u8, mac: MacAddr) -> Ipv6Addr {
+    let iid = {
+        let m = mac.0;
+        u128::from(u64::from_be_bytes([
+            m[0] ^ 2,
+            m[1],
+            m[2],
+            0xff,
+            0xfe,
+            m[3],
+            m[4],
+            m[5],
+        ]))
+    };
+    match b % 6 {
+        0 => Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+        1 => Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+        2 => Ipv6Addr::UNSPECIFIED,
+        3 => Ipv6Addr::from((0xfe80u128 << 112) | iid),
+        4 => Ipv6Addr::from(u128::from(PREFIX6) | iid),
+        _ => Ipv6Addr::new(0xfd00, 9, 0, 0, 0, 0, 0, 2),
+    }
+}
+
+/// A guard from a MAC and a flags byte: bits 0-1 `0` none, `2` any MAC, else `mac`;
+/// bits 2-4 give each of the first three [`IPV4_ALPHABET`] addresses; bit 5 the SLAAC
+/// prefix and fd00::2; bit 6 the open range fd00::/64 without fd00::1; bit 7 DHCP
+/// snooping.
+pub fn guard(mac: MacAddr, flags: u8) -> Option<PortGuard> {
+    let mut guard = match flags & 3 {
+        0 => return None,
+        2 => PortGuard::any_mac(),
+        _ => PortGuard::new(mac),
+    };
+    for (i, &addr) in IPV4_ALPHABET[..3].iter().enumerate() {
+        if flags & (4 << i) != 0 {
+            guard = guard.with_ipv4(addr);
+        }
+    }
+    if flags & 0x20 != 0 {
+        guard = guard
+            .with_slaac_prefix(PREFIX6)
+            .with_ipv6(ipv6_choice(1, mac));
+    }
+    if flags & 0x40 != 0 {
+        guard = guard
+            .with_ipv6_range(PREFIX6, 64)
+            .without_ipv6(ipv6_choice(0, mac));
+    }
+    if flags & 0x80 != 0 {
+        guard = guard.with_dhcp_snooping();
+    }
+    Some(guard)
+}
+
+/// A frame a guard has to judge, from five shape bytes `[kind, dst, src, addr, extra]`
+/// and a MAC alphabet: `kind % 9` picks ARP, UDP/IPv4, UDP/IPv6, NS, NA, RS, RA, an
+/// MLD report behind a hop-by-hop header, or a DHCPACK; `kind >> 5 & 3` VLAN tags;
+/// `addr` the addresses; `extra` bit 0 the frame's own MAC in ARP and link-layer
+/// options (else `mac(extra)`), bit 1 DHCP client ports, bit 7 a cut at
+/// `14 + (extra & 0x3f)` bytes.
+pub fn guard_frame(shape: [u8; 5], mac: impl Fn(u8) -> MacAddr) -> Vec<u8> {
+    let [kind, dst_byte, src_byte, addr, extra] = shape;
+    let (dst, src) = (mac(dst_byte), mac(src_byte));
+    let tags = usize::from(kind >> 5 & 3);
+    let named_mac = if extra & 1 != 0 { src } else { mac(extra) };
+    let v4 = |b: u8| IPV4_ALPHABET[usize::from(b % 4)];
+    let v6 = |b: u8| ipv6_choice(b, src);
+    let (sport, dport) = if extra & 2 != 0 {
+        (68, 67)
+    } else {
+        (1000, 2000)
+    };
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let icmp = |message: &[u8]| ipv6(v6(addr), all_nodes, 58, message);
+    let (ethertype, payload) = match kind % 9 {
+        0 => (
+            0x0806,
+            arp(
+                1 + u16::from(extra >> 6 & 1),
+                named_mac,
+                v4(addr),
+                MacAddr::ZERO,
+                v4(addr >> 2),
+            ),
+        ),
+        1 => (
+            0x0800,
+            ipv4(v4(addr), v4(addr >> 2), 17, &udp(sport, dport, b"x")),
+        ),
+        2 => (
+            0x86dd,
+            ipv6(v6(addr), v6(addr >> 3), 17, &udp(sport, dport, b"x")),
+        ),
+        3 => (
+            0x86dd,
+            icmp(&neighbour_message(
+                135,
+                v6(addr >> 3),
+                &link_layer_option(1, named_mac),
+            )),
+        ),
+        4 => (
+            0x86dd,
+            icmp(&neighbour_message(
+                136,
+                v6(addr >> 3),
+                &link_layer_option(2, named_mac),
+            )),
+        ),
+        5 => (
+            0x86dd,
+            icmp(&router_solicitation(&link_layer_option(1, named_mac))),
+        ),
+        6 => (0x86dd, icmp(&icmpv6(134, &[0; 12]))),
+        7 => (
+            0x86dd,
+            ipv6(
+                v6(addr),
+                all_nodes,
+                0,
+                &options_header(58, &icmpv6(143, &[0; 4])),
+            ),
+        ),
+        _ => {
+            let msg = dhcp(2, 5, dst, v4(addr), Some(u32::from(extra & 0x0f)));
+            (
+                0x0800,
+                ipv4(v4(addr >> 2), v4(addr), 17, &udp(67, 68, &msg)),
+            )
+        }
+    };
+    let mut frame = ethernet(dst, src, tags, ethertype, &payload);
+    if extra & 0x80 != 0 {
+        frame.truncate(14 + usize::from(extra & 0x3f));
+    }
+    frame
 }
