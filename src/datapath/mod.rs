@@ -284,6 +284,7 @@ impl Datapath {
     }
 
     /// Adds a port without a source guard.
+    #[cfg(test)]
     pub(crate) fn add_port(
         &self,
         port: PortId,

@@ -306,14 +306,6 @@ impl<H> Pipeline<H> {
         writer: &W,
     ) {
         egress.ports.clear();
-        if let Some(siblings) = &self.siblings
-            && siblings.port == ingress
-            && feeds_router_state(frame)
-        {
-            for link in &siblings.all {
-                link.share(ingress, frame, offload);
-            }
-        }
         if self
             .packet_uplink
             .as_ref()
@@ -323,7 +315,20 @@ impl<H> Pipeline<H> {
             return;
         }
         let mut gateway = None;
-        match self.switch.handle_frame(now, ingress, frame) {
+        let verdict = self.switch.handle_frame(now, ingress, frame);
+        // What the port's guard refused reaches no pipeline's router (and is counted
+        // once, here).
+        let refused = matches!(verdict, Verdict::Drop(reason) if reason.is_spoofing());
+        if !refused
+            && let Some(siblings) = &self.siblings
+            && siblings.port == ingress
+            && feeds_router_state(frame)
+        {
+            for link in &siblings.all {
+                link.share(ingress, frame, offload);
+            }
+        }
+        match verdict {
             Verdict::Forward(port) => {
                 if self.ports.contains_key(&port) {
                     egress.ports.push(port);
