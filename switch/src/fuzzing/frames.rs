@@ -228,7 +228,7 @@ pub fn guard(mac: MacAddr, flags: u8) -> Option<PortGuard> {
 }
 
 /// A frame a guard has to judge, from five shape bytes `[kind, dst, src, addr, extra]`
-/// and a MAC alphabet: `kind % 9` picks ARP, UDP/IPv4, UDP/IPv6, NS, NA, RS, RA, an
+/// and a MAC alphabet: `(kind & 0x1f) % 9` picks ARP, UDP/IPv4, UDP/IPv6, NS, NA, RS, RA, an
 /// MLD report behind a hop-by-hop header, or a DHCPACK; `kind >> 5 & 3` VLAN tags;
 /// `addr` the addresses; `extra` bit 0 the frame's own MAC in ARP and link-layer
 /// options (else `mac(extra)`), bit 1 DHCP client ports, bit 7 a cut at
@@ -247,7 +247,7 @@ pub fn guard_frame(shape: [u8; 5], mac: impl Fn(u8) -> MacAddr) -> Vec<u8> {
     };
     let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
     let icmp = |message: &[u8]| ipv6(v6(addr), all_nodes, 58, message);
-    let (ethertype, payload) = match kind % 9 {
+    let (ethertype, payload) = match (kind & 0x1f) % 9 {
         0 => (
             0x0806,
             arp(
