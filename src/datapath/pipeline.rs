@@ -703,7 +703,7 @@ impl<H> Pipeline<H> {
                 let _ = reply.send(self.add_network(now, net, config, gateway));
             }
             Command::RemoveNetwork(net, reply) => {
-                let _ = reply.send(self.remove_network(net));
+                let _ = reply.send(self.remove_network(now, net));
             }
             Command::AddPort {
                 port,
@@ -840,12 +840,15 @@ impl<H> Pipeline<H> {
         Ok(())
     }
 
-    fn remove_network(&mut self, net: NetworkId) -> anyhow::Result<()> {
+    fn remove_network(&mut self, now: Instant, net: NetworkId) -> anyhow::Result<()> {
         if let Some(port) = self.gateway_of(net) {
             self.switch.remove_port(port)?;
             if let Err(e) = self.switch.remove_network(net) {
-                // Still in use by containers: put the gateway back.
+                // Still in use by containers: put the gateway back, its MAC pinned.
                 let _ = self.switch.add_port(port, net, PortRole::Gateway);
+                if let Some(network) = self.router.as_ref().and_then(|r| r.network(net)) {
+                    let _ = self.switch.pin_mac(now, port, network.gateway_mac);
+                }
                 return Err(e.into());
             }
             self.gateways.remove(&net);

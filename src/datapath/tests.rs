@@ -711,3 +711,75 @@ fn guarded_ports_drop_forged_sources() {
         dp.shutdown().unwrap();
     }
 }
+
+/// A network's gateway MAC is pinned to the gateway: a container cannot send from it,
+/// also after a `network rm` that failed because containers were still attached.
+#[test]
+fn gateway_macs_stay_pinned() {
+    use tapnet_switch::router::{RouterNetwork, RouterV4};
+    use tapnet_switch::{DropReason, MacAddr};
+    let gateway_mac = MacAddr(mac(0x10));
+    let dp = spawn(
+        BackendChoice::Epoll,
+        Tuning::default(),
+        SwitchConfig::default(),
+    );
+    let gateway = super::Gateway {
+        port: PortId(1000),
+        masquerade: true,
+        network: RouterNetwork {
+            gateway_mac,
+            v4: Some(RouterV4 {
+                network: [10, 0, 0, 0].into(),
+                prefix_len: 24,
+                gateway: [10, 0, 0, 254].into(),
+                extra: Vec::new(),
+                dhcp: None,
+            }),
+            v6: None,
+            mtu: 1500,
+            egress: false,
+            own_addresses_to_uplink: false,
+        },
+    };
+    dp.add_routed_network(NET1, NetworkConfig::default(), gateway)
+        .unwrap();
+    let a = attach(&dp, 1, NET1);
+    let spoofed = |dp: &Datapath| {
+        stats_of(dp, 1)
+            .drops
+            .iter()
+            .find(|&&(r, _)| r == DropReason::SpoofedMac)
+            .map_or(0, |&(_, n)| n)
+    };
+    send(&a, &frame(gateway_mac.0, BCAST, 1));
+    assert!(
+        wait_for_stats(|| spoofed(&dp) == 1),
+        "the gateway's MAC was not refused"
+    );
+    assert!(dp.remove_network(NET1).is_err(), "a port is still attached");
+    send(&a, &frame(gateway_mac.0, BCAST, 2));
+    assert!(
+        wait_for_stats(|| spoofed(&dp) == 2),
+        "the pin went with the failed network rm"
+    );
+    let macs = dp.macs(NET1).unwrap();
+    assert!(
+        macs.iter()
+            .any(|e| e.mac == gateway_mac && e.port == PortId(1000) && e.pinned),
+        "{macs:?}"
+    );
+    dp.shutdown().unwrap();
+}
+
+/// Polls the datapath's counters (a frame is handled a little after it is written).
+fn wait_for_stats(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = StdInstant::now() + Duration::from_secs(2);
+    while StdInstant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
