@@ -158,26 +158,11 @@ fn router_advertisement(lladdr: [u8; 6]) -> Vec<u8> {
     m
 }
 
-/// The EUI-64 link-local address of a MAC.
+/// The EUI-64 link-local address of a MAC (RFC 4291 appendix A).
 fn link_local(mac: [u8; 6]) -> Ipv6Addr {
-    Ipv6Addr::from([
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        mac[0] ^ 2,
-        mac[1],
-        mac[2],
-        0xff,
-        0xfe,
-        mac[3],
-        mac[4],
-        mac[5],
-    ])
+    let m = mac;
+    let iid = u64::from_be_bytes([m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]);
+    Ipv6Addr::from((0xfe80u128 << 112) | u128::from(iid))
 }
 
 /// Sends `frames` `count` times from `ifname` in `ns`, `gap` seconds apart.
@@ -286,15 +271,17 @@ fn a_hostile_container_cannot_spoof_its_neighbours() {
     let (mac_a, mac_h) = (mac("02:42:0a:d3:00:02"), mac("02:42:0a:d3:00:04"));
     let (mac_b, mac_gw) = (mac("02:42:0a:d3:00:03"), mac("02:42:0a:d3:00:01"));
     let ip = |last: u8| Ipv4Addr::new(10, 211, 0, last);
+    // The servers read the request before they answer: one that answers and closes
+    // first gets a reset for the request's late bytes, which may discard its answer.
     let _server_a = a.spawn(&[
         "socat",
         "TCP-LISTEN:80,reuseaddr,fork",
-        "SYSTEM:echo from-a",
+        "SYSTEM:read line; echo from-a",
     ]);
     let _server_h = h.spawn(&[
         "socat",
         "TCP-LISTEN:80,reuseaddr,fork",
-        "SYSTEM:echo from-h",
+        "SYSTEM:read line; echo from-h",
     ]);
     let published = || {
         let mut answer = String::new();
