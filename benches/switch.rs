@@ -10,13 +10,18 @@
 //!   a different station to the next (64 bytes): the per-frame cost against the number
 //!   of attached containers (issue 5's scale target: at most 2x from 1 to 100).
 //!
+//! - `guarded_unicast/{unguarded,ipv4,ipv6}`: `learned_unicast/64` with UDP packets
+//!   between two containers, without and with source guards (anti-spoofing): the
+//!   guard's cost per frame.
+//!
 //! Run: `cargo bench --bench switch -- --measurement-time 3 --warm-up-time 1`
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tapnet_switch::{
-    Instant, NetworkConfig, NetworkId, PortId, PortRole, Switch, SwitchConfig, Verdict,
+    Instant, MacAddr, NetworkConfig, NetworkId, PortGuard, PortId, PortRole, Switch, SwitchConfig,
+    Verdict,
 };
 
 const NET: NetworkId = NetworkId(1);
@@ -148,5 +153,83 @@ fn containers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, learned_unicast, flood, containers);
+/// A 64-byte UDP frame from `src` to `dst`, over IPv4 or IPv6 (addresses ...::2/3).
+fn udp_frame(src: [u8; 6], dst: [u8; 6], v6: bool) -> Vec<u8> {
+    let mut f = Vec::with_capacity(96);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    if v6 {
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, 17, 64]);
+        for host in [src[5], dst[5]] {
+            f.extend_from_slice(&[0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, host]);
+        }
+    } else {
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&[10, 0, 0, src[5], 10, 0, 0, dst[5]]);
+    }
+    f.extend_from_slice(&[0x03, 0xe8, 0x07, 0xd0, 0, 8, 0, 0]);
+    f.resize(f.len().max(64), 0);
+    f
+}
+
+fn guarded_unicast(c: &mut Criterion) {
+    let mut group = c.benchmark_group("guarded_unicast");
+    for (name, guarded, v6) in [
+        ("unguarded", false, false),
+        ("ipv4", true, false),
+        ("ipv6", true, true),
+    ] {
+        let mut switch = Switch::with_hash_seed(SwitchConfig::default(), 0x5eed);
+        switch
+            .add_network(NET, NetworkConfig::with_mtu(1500))
+            .unwrap();
+        let now = Instant::from_secs(1);
+        for (port, mac) in [(PortId(1), MAC_A), (PortId(2), MAC_B)] {
+            switch.add_port(port, NET, PortRole::Container).unwrap();
+            let host = mac[5];
+            let guard = PortGuard::new(MacAddr(mac))
+                .with_ipv4(std::net::Ipv4Addr::new(10, 0, 0, host))
+                .with_ipv6(std::net::Ipv6Addr::new(
+                    0xfd00,
+                    1,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    u16::from(host),
+                ))
+                .with_slaac_prefix(std::net::Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0));
+            if guarded {
+                switch.set_port_guard(now, port, Some(guard)).unwrap();
+            }
+        }
+        let a_to_b = udp_frame(MAC_A, MAC_B, v6);
+        let b_to_a = udp_frame(MAC_B, MAC_A, v6);
+        switch.handle_frame(now, PortId(1), &a_to_b);
+        switch.handle_frame(now, PortId(2), &b_to_a);
+        assert_eq!(
+            switch.handle_frame(now, PortId(1), &a_to_b),
+            Verdict::Forward(PortId(2))
+        );
+        group.throughput(Throughput::Elements(2));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(switch.handle_frame(
+                    black_box(now),
+                    black_box(PortId(1)),
+                    black_box(&a_to_b),
+                ));
+                black_box(switch.handle_frame(
+                    black_box(now),
+                    black_box(PortId(2)),
+                    black_box(&b_to_a),
+                ));
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, learned_unicast, flood, containers, guarded_unicast);
 criterion_main!(benches);

@@ -3,7 +3,7 @@
 # crates, and (as root) the integration tests in real network namespaces.
 #
 # As root it first installs the tools the integration tests drive inside the
-# namespaces (iproute2, ping, socat, tcpdump, util-linux, dnsmasq, dig, busybox, ethtool) when they are
+# namespaces (iproute2, ping, socat, tcpdump, util-linux, dnsmasq, dig, busybox, ethtool, python3) when they are
 # missing, and makes /dev/net/tun usable by users (mode 0666, as common distributions
 # ship it) so that the unprivileged (rootless) tests can run. Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ]; then
 	missing=()
-	for pair in ip:iproute2 ping:iputils-ping socat:socat tcpdump:tcpdump nsenter:util-linux setpriv:util-linux unshare:util-linux dnsmasq:dnsmasq-base dig:dnsutils busybox:busybox ethtool:ethtool; do
+	for pair in ip:iproute2 ping:iputils-ping socat:socat tcpdump:tcpdump nsenter:util-linux setpriv:util-linux unshare:util-linux dnsmasq:dnsmasq-base dig:dnsutils busybox:busybox ethtool:ethtool python3:python3; do
 		command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 	done
 	if [ ${#missing[@]} -gt 0 ]; then

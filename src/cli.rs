@@ -288,6 +288,10 @@ struct ConnectArgs {
     /// Another name of the container on this network (repeatable; Docker's --network-alias)
     #[arg(long = "alias", value_name = "NAME")]
     aliases: Vec<String>,
+    /// Let the port send from any MAC and address (a VM or router container); by default
+    /// it may use only its own MAC and addresses
+    #[arg(long)]
+    allow_spoofing: bool,
     /// Port kind: a TAP device in the container, or a veth pair read with AF_PACKET
     #[arg(long, value_enum, default_value_t = KindArg::Tap)]
     kind: KindArg,
@@ -410,6 +414,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 kind,
                 aliases: args.aliases,
                 publish: args.publish,
+                allow_spoofing: args.allow_spoofing,
             };
             client::print_connect(call(Request::Connect(request))?, args.json)
         }

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tapnet_conntrack::ConntrackConfig;
 use tapnet_nat::{NatConfig, PortRange, Proto, PublishRule};
 use tapnet_switch::router::{DhcpConfig, OutsideConfig, RouterNetwork, RouterV4, RouterV6};
-use tapnet_switch::{NetworkConfig, PortId, PortRole, SwitchConfig};
+use tapnet_switch::{NetworkConfig, PortGuard, PortId, PortRole, SwitchConfig};
 use tapnet_wire::MacAddr;
 use tracing::{info, warn};
 
@@ -32,7 +32,7 @@ use super::proto::{
     Connect, MacInfo, NetnsSpec, NetworkCreate, PortStatsInfo, PublicationInfo, Publish, Request,
     StatsInfo, UplinkStatsInfo,
 };
-use super::registry::{Endpoint, Publication, Registry};
+use super::registry::{ConnectPlan, Endpoint, Network, Publication, Registry};
 use super::socket;
 use super::state::{EndpointRecord, NetworkRecord, STATE_VERSION, StateDir};
 use crate::clientset::ClientStats;
@@ -287,6 +287,20 @@ struct Daemon {
     veth_tag: u32,
 }
 
+/// What a connected container may send (unless `--allow-spoofing`): its MAC, its IPv4
+/// address and, on an IPv6 network, its IPv6 address, and the link-local and SLAAC
+/// addresses its MAC gives it (the router advertises the /64 with the A flag).
+fn source_guard(plan: &ConnectPlan, network: &Network) -> PortGuard {
+    let mut guard = PortGuard::new(plan.mac).with_ipv4(plan.address.addr());
+    if let Some(address6) = network.ipv6_of(plan.address.addr()) {
+        guard = guard.with_ipv6(address6.addr());
+    }
+    if let Some(prefix) = network.subnet6.filter(|p| p.prefix_len() == 64) {
+        guard = guard.with_slaac_prefix(prefix.network());
+    }
+    guard
+}
+
 /// Whether a `[HOSTIP:]HOST:CONTAINER[/PROTO]` publication names its host address.
 fn names_host_address(spec: &str) -> bool {
     let ports = spec.split('/').next().unwrap_or(spec);
@@ -512,6 +526,7 @@ impl Daemon {
             }
         };
         let network = self.registry.network(&plan.network)?;
+        let guard = (!plan.allow_spoofing).then(|| source_guard(&plan, network));
         if let (Some(address6), Some(gateway6)) =
             (network.ipv6_of(plan.address.addr()), network.gateway6())
         {
@@ -561,10 +576,13 @@ impl Daemon {
             },
             PortKind::Veth => PortIo::Packet(fd),
         };
-        if let Err(err) =
-            self.datapath
-                .add_port(plan.port, plan.network_id, PortRole::Container, io)
-        {
+        if let Err(err) = self.datapath.add_guarded_port(
+            plan.port,
+            plan.network_id,
+            PortRole::Container,
+            io,
+            guard,
+        ) {
             let leftover = AttachedPort {
                 kind,
                 fd: cleanup_fd,

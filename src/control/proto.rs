@@ -96,6 +96,10 @@ pub(crate) struct Connect {
     /// Ports to publish once connected (`--publish`); if one fails, the connect is undone.
     #[serde(default)]
     pub(crate) publish: Vec<String>,
+    /// No source guard on the port (`--allow-spoofing`): it may send from any MAC and
+    /// address, for a container that routes or carries other addresses.
+    #[serde(default)]
+    pub(crate) allow_spoofing: bool,
 }
 
 /// The daemon's answer.
@@ -155,6 +159,9 @@ pub(crate) struct EndpointInfo {
     /// The veth's host end, for veth ports.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) host_interface: Option<String>,
+    /// Connected with `--allow-spoofing` (no source guard).
+    #[serde(default)]
+    pub(crate) allow_spoofing: bool,
 }
 
 /// One row of `tapnet macs`.

@@ -74,6 +74,8 @@ pub(crate) struct Endpoint {
     pub(crate) kind: PortKind,
     pub(crate) host_ifname: Option<String>,
     pub(crate) aliases: Vec<String>,
+    /// Connected with `--allow-spoofing`: the port has no source guard.
+    pub(crate) allow_spoofing: bool,
 }
 
 /// A container: a network namespace with a name.
@@ -103,6 +105,7 @@ pub(crate) struct ConnectPlan {
     pub(crate) mtu: u32,
     pub(crate) kind: PortKind,
     pub(crate) aliases: Vec<String>,
+    pub(crate) allow_spoofing: bool,
 }
 
 /// A published port range of a container: forwarded from host sockets by the engine
@@ -410,6 +413,13 @@ impl Registry {
                 "invalid MAC address {mac}: must be unicast and not all zeros"
             ));
         }
+        // The gateway's MAC is pinned to the gateway (no container may take it over).
+        if mac == MacAddr::from_ipv4_docker(network.gateway.octets()) {
+            return Err(format!(
+                "MAC address {mac} is the gateway's of network {:?}",
+                network.name
+            ));
+        }
         if let Some(holder) = self
             .endpoints
             .values()
@@ -434,6 +444,7 @@ impl Registry {
             mtu: network.mtu,
             kind: req.kind,
             aliases,
+            allow_spoofing: req.allow_spoofing,
         })
     }
 
@@ -460,6 +471,7 @@ impl Registry {
                 kind: plan.kind,
                 host_ifname,
                 aliases: plan.aliases,
+                allow_spoofing: plan.allow_spoofing,
             },
         );
     }
@@ -631,6 +643,7 @@ impl Registry {
             port: endpoint.port.0,
             aliases: endpoint.aliases.clone(),
             host_interface: endpoint.host_ifname.clone(),
+            allow_spoofing: endpoint.allow_spoofing,
         }
     }
 }
@@ -669,6 +682,7 @@ mod tests {
             kind: PortKind::Tap,
             aliases: Vec::new(),
             publish: Vec::new(),
+            allow_spoofing: false,
         }
     }
 
@@ -742,6 +756,29 @@ mod tests {
     }
 
     #[test]
+    fn allow_spoofing_is_recorded_and_shown() {
+        let mut registry = registry_with(&[("a", "10.1.0.0/24")]);
+        let free = Connect {
+            allow_spoofing: true,
+            ..connect("a")
+        };
+        attach(&mut registry, &free, NS_A, "router").unwrap();
+        attach(&mut registry, &connect("a"), NS_B, "plain").unwrap();
+        let info = |name: &str| {
+            let endpoint = registry.endpoint_of("a", name).unwrap();
+            registry.endpoint_info(endpoint).allow_spoofing
+        };
+        assert!(info("router"));
+        assert!(!info("plain"));
+        // Old clients send no such field: guarded, as before.
+        let old: Connect = serde_json::from_str(
+            r#"{"network":"a","netns":{"pid":1},"name":null,"ifname":null,"ip":null,"mac":null,"kind":"tap"}"#,
+        )
+        .unwrap();
+        assert!(!old.allow_spoofing);
+    }
+
+    #[test]
     fn explicit_address_is_validated() {
         let mut registry = registry_with(&[("a", "10.1.0.0/24")]);
         let with_ip = |ip: [u8; 4]| Connect {
@@ -760,6 +797,13 @@ mod tests {
                 ..connect("a")
             })
             .contains("invalid MAC")
+        );
+        assert!(
+            err(Connect {
+                mac: Some(MacAddr::from_ipv4_docker([10, 1, 0, 1])),
+                ..connect("a")
+            })
+            .contains("the gateway's")
         );
         assert!(
             err(Connect {

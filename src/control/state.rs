@@ -405,6 +405,8 @@ mod tests {
                 kind: PortKind::Veth,
                 aliases: vec!["www".into()],
                 publish: vec!["127.0.0.1:8080:80/tcp".into()],
+                // Saved and restored with the rest (a guarded port stays guarded).
+                allow_spoofing: true,
             },
             netns_id: NetnsId { dev: 4, ino: 4026 },
             host_ifname: Some("tn12345v3".into()),

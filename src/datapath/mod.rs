@@ -35,7 +35,8 @@ pub(crate) use offload::HEADROOM as VNET_HDR_LEN;
 pub(crate) use pipeline::{Gateway, PacketUplinkConfig, PacketUplinkStats, Siblings, zone_of};
 use rustix::event::{EventfdFlags, eventfd};
 use tapnet_switch::{
-    DropReason, MacEntry, NetworkConfig, NetworkId, PortCounters, PortId, PortRole, SwitchConfig,
+    DropReason, MacEntry, NetworkConfig, NetworkId, PortCounters, PortGuard, PortId, PortRole,
+    SwitchConfig,
 };
 
 use pipeline::{Command, Reply};
@@ -282,6 +283,8 @@ impl Datapath {
         self.call(|r| Command::RemoveNetwork(net, r))
     }
 
+    /// Adds a port without a source guard.
+    #[cfg(test)]
     pub(crate) fn add_port(
         &self,
         port: PortId,
@@ -289,11 +292,25 @@ impl Datapath {
         role: PortRole,
         io: PortIo,
     ) -> anyhow::Result<()> {
+        self.add_guarded_port(port, net, role, io, None)
+    }
+
+    /// Adds a port that may send only what `guard` allows (`None`: anything), the
+    /// guard in place before the port is read; it goes with the port.
+    pub(crate) fn add_guarded_port(
+        &self,
+        port: PortId,
+        net: NetworkId,
+        role: PortRole,
+        io: PortIo,
+        guard: Option<PortGuard>,
+    ) -> anyhow::Result<()> {
         self.call(|reply| Command::AddPort {
             port,
             net,
             role,
             io,
+            guard: guard.map(Box::new),
             reply,
         })
     }

@@ -20,7 +20,7 @@ use tapnet_switch::router::{
     Router, RouterConfig, RouterNetwork, RouterVerdict, TransmitTo, UplinkVerdict,
 };
 use tapnet_switch::{
-    MacEntry, NetworkConfig, NetworkId, PortId, PortRole, Switch, SwitchConfig, Verdict,
+    MacEntry, NetworkConfig, NetworkId, PortGuard, PortId, PortRole, Switch, SwitchConfig, Verdict,
 };
 use tapnet_wire::{Instant, MacAddr};
 
@@ -43,11 +43,13 @@ pub(crate) enum Command {
     /// A network; with a gateway, the router serves it behind a virtual port.
     AddNetwork(NetworkId, NetworkConfig, Option<Box<Gateway>>, Reply<()>),
     RemoveNetwork(NetworkId, Reply<()>),
+    /// A port; with a guard, the guard is in place before the port is read.
     AddPort {
         port: PortId,
         net: NetworkId,
         role: PortRole,
         io: PortIo,
+        guard: Option<Box<PortGuard>>,
         reply: Reply<()>,
     },
     /// Answered once the backend no longer uses the fd (possibly a few batches later).
@@ -304,14 +306,6 @@ impl<H> Pipeline<H> {
         writer: &W,
     ) {
         egress.ports.clear();
-        if let Some(siblings) = &self.siblings
-            && siblings.port == ingress
-            && feeds_router_state(frame)
-        {
-            for link in &siblings.all {
-                link.share(ingress, frame, offload);
-            }
-        }
         if self
             .packet_uplink
             .as_ref()
@@ -321,7 +315,20 @@ impl<H> Pipeline<H> {
             return;
         }
         let mut gateway = None;
-        match self.switch.handle_frame(now, ingress, frame) {
+        let verdict = self.switch.handle_frame(now, ingress, frame);
+        // What the port's guard refused reaches no pipeline's router (and is counted
+        // once, here).
+        let refused = matches!(verdict, Verdict::Drop(reason) if reason.is_spoofing());
+        if !refused
+            && let Some(siblings) = &self.siblings
+            && siblings.port == ingress
+            && feeds_router_state(frame)
+        {
+            for link in &siblings.all {
+                link.share(ingress, frame, offload);
+            }
+        }
+        match verdict {
             Verdict::Forward(port) => {
                 if self.ports.contains_key(&port) {
                     egress.ports.push(port);
@@ -694,19 +701,21 @@ impl<H> Pipeline<H> {
     {
         match cmd {
             Command::AddNetwork(net, config, gateway, reply) => {
-                let _ = reply.send(self.add_network(net, config, gateway));
+                let _ = reply.send(self.add_network(now, net, config, gateway));
             }
             Command::RemoveNetwork(net, reply) => {
-                let _ = reply.send(self.remove_network(net));
+                let _ = reply.send(self.remove_network(now, net));
             }
             Command::AddPort {
                 port,
                 net,
                 role,
                 io,
+                guard,
                 reply,
             } => {
-                let _ = reply.send(self.add_port(port, net, role, io, backend));
+                let attachment = (port, net, role);
+                let _ = reply.send(self.add_port(now, attachment, io, guard, backend));
             }
             Command::RemovePort(port, reply) => {
                 if let Err(e) = self.switch.remove_port(port) {
@@ -783,6 +792,7 @@ impl<H> Pipeline<H> {
 
     fn add_network(
         &mut self,
+        now: Instant,
         net: NetworkId,
         config: NetworkConfig,
         gateway: Option<Box<Gateway>>,
@@ -806,9 +816,12 @@ impl<H> Pipeline<H> {
         let router = self
             .router
             .get_or_insert_with(|| Router::new(router_config.clone()));
+        // The gateway's MAC is pinned to its port: no container can take it over.
+        let gateway_mac = network.gateway_mac;
         let added = self
             .switch
             .add_port(port, net, PortRole::Gateway)
+            .and_then(|()| self.switch.pin_mac(now, port, gateway_mac))
             .map_err(anyhow::Error::from)
             .and_then(|()| {
                 router
@@ -828,12 +841,15 @@ impl<H> Pipeline<H> {
         Ok(())
     }
 
-    fn remove_network(&mut self, net: NetworkId) -> anyhow::Result<()> {
+    fn remove_network(&mut self, now: Instant, net: NetworkId) -> anyhow::Result<()> {
         if let Some(port) = self.gateway_of(net) {
             self.switch.remove_port(port)?;
             if let Err(e) = self.switch.remove_network(net) {
-                // Still in use by containers: put the gateway back.
+                // Still in use by containers: put the gateway back, its MAC pinned.
                 let _ = self.switch.add_port(port, net, PortRole::Gateway);
+                if let Some(network) = self.router.as_ref().and_then(|r| r.network(net)) {
+                    let _ = self.switch.pin_mac(now, port, network.gateway_mac);
+                }
                 return Err(e.into());
             }
             self.gateways.remove(&net);
@@ -875,10 +891,10 @@ impl<H> Pipeline<H> {
 
     fn add_port<B>(
         &mut self,
-        port: PortId,
-        net: NetworkId,
-        role: PortRole,
+        now: Instant,
+        (port, net, role): (PortId, NetworkId, PortRole),
         io: PortIo,
+        guard: Option<Box<PortGuard>>,
         backend: &mut B,
     ) -> anyhow::Result<()>
     where
@@ -887,9 +903,16 @@ impl<H> Pipeline<H> {
         if self.ports.contains_key(&port) {
             return Err(anyhow!("port {port:?} already exists"));
         }
-        // The switch validates (unknown network, duplicate port) before the backend
-        // allocates anything; a failed attach is rolled back.
+        // The switch validates (unknown network, duplicate port, a MAC pinned
+        // elsewhere) before the backend allocates anything; a failed attach is rolled
+        // back. The guard is in place before the first frame is read.
         self.switch.add_port(port, net, role)?;
+        if let Some(guard) = guard
+            && let Err(e) = self.switch.set_port_guard(now, port, Some(*guard))
+        {
+            let _ = self.switch.remove_port(port);
+            return Err(e.into());
+        }
         // Its TCP segments from the uplink may be longer than the MTU (TSO).
         let tso = matches!(io, PortIo::TapOffload { .. } | PortIo::PacketOffload { .. });
         match backend.attach(port, io) {

@@ -630,3 +630,156 @@ fn router_state_frames_are_told_from_data() {
     assert!(!feeds_router_state(&eth(0x0800, &[0x45])), "truncated IPv4");
     assert!(!feeds_router_state(&[]), "empty");
 }
+
+/// A guarded port's forged frames are dropped and counted in its stats; its honest
+/// ones cross. A second port may not be guarded with a pinned MAC: that add fails and
+/// leaves no port behind.
+#[test]
+fn guarded_ports_drop_forged_sources() {
+    use tapnet_switch::{DropReason, MacAddr, PortGuard};
+    for (name, choice, tuning) in backends() {
+        eprintln!("backend {name}");
+        let dp = spawn(choice, tuning, SwitchConfig::default());
+        dp.add_network(NET1, NetworkConfig::default()).unwrap();
+        let (ours, guarded) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let guard = PortGuard::new(MacAddr(mac(1))).with_ipv4([10, 0, 0, 1].into());
+        dp.add_guarded_port(
+            PortId(1),
+            NET1,
+            PortRole::Container,
+            PortIo::Tap(ours),
+            Some(guard.clone()),
+        )
+        .unwrap();
+        let b = attach(&dp, 2, NET1);
+        // `frame` sends from 10.0.0.1: honest from mac(1), a stolen MAC otherwise.
+        send(&guarded, &frame(mac(1), BCAST, 1));
+        assert_eq!(recv(&b), frame(mac(1), BCAST, 1));
+        send(&guarded, &frame(mac(9), BCAST, 2));
+        let forged_ip = PacketBuilder::ethernet2(mac(1), BCAST)
+            .ipv4([10, 0, 0, 2], [10, 0, 0, 3], 64)
+            .udp(4000, 3);
+        let mut forged = Vec::new();
+        forged_ip.write(&mut forged, &[0; 2]).unwrap();
+        send(&guarded, &forged);
+        // The unguarded port cannot send from the pinned MAC either.
+        send(&b, &frame(mac(1), BCAST, 4));
+        assert_silent(&b);
+        assert_silent(&guarded);
+        let drops = |port| {
+            let stats = stats_of(&dp, port);
+            let get = |reason| {
+                stats
+                    .drops
+                    .iter()
+                    .find(|&&(r, _)| r == reason)
+                    .map_or(0, |&(_, n)| n)
+            };
+            (get(DropReason::SpoofedMac), get(DropReason::SpoofedIp))
+        };
+        assert_eq!(drops(1), (1, 1));
+        assert_eq!(drops(2), (1, 0));
+        let (ours, _theirs) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let err = dp
+            .add_guarded_port(
+                PortId(3),
+                NET1,
+                PortRole::Container,
+                PortIo::Tap(ours),
+                Some(guard),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("already pinned"), "{err:#}");
+        assert!(
+            dp.stats()
+                .unwrap()
+                .iter()
+                .all(|s| s.port != Some(PortId(3)))
+        );
+        dp.shutdown().unwrap();
+    }
+}
+
+/// A network's gateway MAC is pinned to the gateway: a container cannot send from it,
+/// also after a `network rm` that failed because containers were still attached.
+#[test]
+fn gateway_macs_stay_pinned() {
+    use tapnet_switch::router::{RouterNetwork, RouterV4};
+    use tapnet_switch::{DropReason, MacAddr};
+    let gateway_mac = MacAddr(mac(0x10));
+    let dp = spawn(
+        BackendChoice::Epoll,
+        Tuning::default(),
+        SwitchConfig::default(),
+    );
+    let gateway = super::Gateway {
+        port: PortId(1000),
+        masquerade: true,
+        network: RouterNetwork {
+            gateway_mac,
+            v4: Some(RouterV4 {
+                network: [10, 0, 0, 0].into(),
+                prefix_len: 24,
+                gateway: [10, 0, 0, 254].into(),
+                extra: Vec::new(),
+                dhcp: None,
+            }),
+            v6: None,
+            mtu: 1500,
+            egress: false,
+            own_addresses_to_uplink: false,
+        },
+    };
+    dp.add_routed_network(NET1, NetworkConfig::default(), gateway)
+        .unwrap();
+    let a = attach(&dp, 1, NET1);
+    let spoofed = |dp: &Datapath| {
+        stats_of(dp, 1)
+            .drops
+            .iter()
+            .find(|&&(r, _)| r == DropReason::SpoofedMac)
+            .map_or(0, |&(_, n)| n)
+    };
+    send(&a, &frame(gateway_mac.0, BCAST, 1));
+    assert!(
+        wait_for_stats(|| spoofed(&dp) == 1),
+        "the gateway's MAC was not refused"
+    );
+    assert!(dp.remove_network(NET1).is_err(), "a port is still attached");
+    send(&a, &frame(gateway_mac.0, BCAST, 2));
+    assert!(
+        wait_for_stats(|| spoofed(&dp) == 2),
+        "the pin went with the failed network rm"
+    );
+    let macs = dp.macs(NET1).unwrap();
+    assert!(
+        macs.iter()
+            .any(|e| e.mac == gateway_mac && e.port == PortId(1000) && e.pinned),
+        "{macs:?}"
+    );
+    dp.shutdown().unwrap();
+}
+
+/// Polls the datapath's counters (a frame is handled a little after it is written).
+fn wait_for_stats(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = StdInstant::now() + Duration::from_secs(2);
+    while StdInstant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}

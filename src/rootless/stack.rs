@@ -10,8 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use ipnet::{Ipv4Net, Ipv6Net};
 use tapnet_conntrack::ConntrackConfig;
+use tapnet_switch::router::link_local_from_mac;
 use tapnet_switch::router::{DhcpConfig, RouterNetwork, RouterV4, RouterV6};
-use tapnet_switch::{NetworkConfig, NetworkId, PortId, PortRole, SwitchConfig};
+use tapnet_switch::{
+    DropReason, NetworkConfig, NetworkId, PortGuard, PortId, PortRole, SwitchConfig,
+};
 use tapnet_wire::MacAddr;
 
 use crate::datapath::{Datapath, Gateway, PortIo, Siblings};
@@ -137,6 +140,32 @@ impl StackConfig {
             // resolvers; the engine refuses what is disabled.
             own_addresses_to_uplink: true,
         }
+    }
+
+    /// What the container may send: its configured address and the ones the router's
+    /// DHCP server acks to it (IPv4), any address of fd00::/64 and fe80::/64 but the
+    /// gateway's and the DNS's (IPv6: its kernel picks its SLAAC and link-local
+    /// addresses from a MAC of its own choosing), and its MAC only when `--macaddress`
+    /// named one. ARP and NDP must name the frame's own source MAC, and the gateway's
+    /// MAC is pinned to the gateway.
+    fn source_guard(&self) -> PortGuard {
+        let guard = match self.mac {
+            Some(mac) => PortGuard::new(mac),
+            None => PortGuard::any_mac(),
+        };
+        let link_local = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0);
+        let mut guard = guard
+            .with_ipv4(self.guest_addr())
+            .with_dhcp_snooping()
+            .with_ipv6_range(link_local, 64)
+            .without_ipv6(link_local_from_mac(self.gateway_mac()));
+        if self.ipv6 {
+            guard = guard
+                .with_ipv6_range(PREFIX6, 64)
+                .without_ipv6(GATEWAY6)
+                .without_ipv6(DNS6);
+        }
+        guard
     }
 
     fn engine_config(&self) -> EngineConfig {
@@ -385,8 +414,32 @@ impl Stack {
             .collect()
     }
 
-    /// Stops everything; the TAP disappears with its fds.
+    /// The container's frames the switches dropped, by reason (over every pipeline;
+    /// only reasons with a non-zero count).
+    pub(crate) fn drops(&self) -> Vec<(DropReason, u64)> {
+        let mut drops: Vec<(DropReason, u64)> = Vec::new();
+        for (datapath, _) in &self.pipelines {
+            let Ok(stats) = datapath.stats() else {
+                continue;
+            };
+            for &(reason, n) in stats.iter().flat_map(|s| &s.drops) {
+                match drops.iter_mut().find(|(r, _)| *r == reason) {
+                    Some((_, total)) => *total += n,
+                    None => drops.push((reason, n)),
+                }
+            }
+        }
+        drops
+    }
+
+    /// Stops everything; the TAP disappears with its fds. Says first, in one line,
+    /// which of the container's frames were dropped (spoofed ones above all).
     pub(crate) fn shutdown(self) {
+        let drops = self.drops();
+        if !drops.is_empty() {
+            let list: Vec<String> = drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            tracing::info!(drops = %list.join(","), "frames from the container dropped");
+        }
         for (datapath, engine) in self.pipelines {
             report_flow_bounds(&engine.stats());
             stop_pipeline(datapath, engine);
@@ -505,7 +558,8 @@ fn attach(config: &StackConfig, datapath: &Datapath, tap: OwnedFd) -> anyhow::Re
     } else {
         PortIo::Tap(tap)
     };
-    datapath.add_port(TAP_PORT, NET, PortRole::Container, io)
+    let guard = Some(config.source_guard());
+    datapath.add_guarded_port(TAP_PORT, NET, PortRole::Container, io, guard)
 }
 
 fn stop_pipeline(datapath: Datapath, engine: Engine) {

@@ -13,8 +13,12 @@
 //! - a verdict never names a port of another network (the MAC table is keyed by network
 //!   and flood lists hold only ports of the ingress port's network);
 //! - with ICC off, no Container -> Container delivery, unicast or flooded;
-//! - the MAC table never holds more than `SwitchConfig::mac_capacity` entries;
-//! - every frame ends in exactly one verdict and, if dropped, one drop counter.
+//! - the MAC table never holds more than `SwitchConfig::mac_capacity` learned entries
+//!   (pinned ones, one per guarded port and per [`Switch::pin_mac`], come on top);
+//! - every frame ends in exactly one verdict and, if dropped, one drop counter;
+//! - a frame from a guarded port that reaches any egress has a source MAC and a source
+//!   IP (or ARP sender) the port was given ([`PortGuard`]); a pinned MAC never moves, and
+//!   a frame from another port with it as source is dropped (`spoofed_mac`).
 //!
 //! The forwarding process follows IEEE 802.1D-2004 clause 7.7 (frames to a learned
 //! address go to that port only; group and unknown addresses go to every other port)
@@ -26,6 +30,7 @@ use hashbrown::HashMap;
 use tapnet_wire::EthernetFrame;
 
 use crate::counters::{DropCounters, DropReason, PortCounters, SwitchCounters};
+use crate::guard::PortGuard;
 use crate::mac_table::{Learned, MacKey, MacTable};
 use crate::{Instant, MacAddr};
 
@@ -136,6 +141,17 @@ pub enum ConfigError {
     /// More than [`Switch::MAX_NETWORKS`] networks at once.
     #[error("too many networks (at most {} at once)", Switch::MAX_NETWORKS)]
     TooManyNetworks,
+    /// A MAC to pin that is not an individual address (IEEE 802-2014 8.2).
+    #[error("MAC address {0} is not a unicast address")]
+    InvalidMac(MacAddr),
+    /// The MAC is already pinned to another port of the network.
+    #[error("MAC address {mac} is already pinned to port {port:?}")]
+    MacPinned {
+        /// The address.
+        mac: MacAddr,
+        /// The port it is pinned to.
+        port: PortId,
+    },
 }
 
 /// One learned MAC address, for listing.
@@ -147,6 +163,8 @@ pub struct MacEntry {
     pub port: PortId,
     /// Time since the address was last seen as a source.
     pub age: Duration,
+    /// A pinned (static) entry: a guarded port's MAC or one [`Switch::pin_mac`] set.
+    pub pinned: bool,
 }
 
 /// Port ids below this index `port_index` directly.
@@ -172,6 +190,9 @@ struct Port {
     flood_ids: Vec<PortId>,
     /// The same ports as dense slots (to count tx without lookups).
     flood_slots: Vec<u32>,
+    /// What the port may send, if it is guarded (boxed: most frames come from ports
+    /// without one, and the hot struct stays small).
+    guard: Option<Box<PortGuard>>,
 }
 
 /// One network.
@@ -217,6 +238,9 @@ pub struct Switch {
     network_index: HashMap<NetworkId, u16, foldhash::fast::FixedState>,
     table: MacTable,
     counters: SwitchCounters,
+    /// Guarded ports that learn from DHCP acknowledgements (none: no frame is parsed
+    /// for them).
+    snooping_ports: usize,
 }
 
 impl Switch {
@@ -246,6 +270,7 @@ impl Switch {
             network_index: HashMap::with_hasher(hasher),
             table,
             counters: SwitchCounters::default(),
+            snooping_ports: 0,
         }
     }
 
@@ -356,6 +381,7 @@ impl Switch {
             max_frame_len: 0,
             flood_ids: Vec::new(),
             flood_slots: Vec::new(),
+            guard: None,
         });
         self.port_stats[slot as usize] = PortCounters::default();
         if port.0 < DIRECT_PORT_IDS {
@@ -386,6 +412,9 @@ impl Switch {
             return Err(ConfigError::UnknownPort(port));
         };
         self.table.remove_port(slot);
+        if removed.guard.as_ref().is_some_and(|g| g.snoops_dhcp()) {
+            self.snooping_ports -= 1;
+        }
         if port.0 < DIRECT_PORT_IDS {
             self.port_index[port.0 as usize] = NO_SLOT;
         } else {
@@ -426,10 +455,15 @@ impl Switch {
         self.counters.drops
     }
 
-    /// Entries in the MAC table over all networks, expired-but-not-yet-swept included;
-    /// never more than `mac_capacity`.
+    /// Entries in the MAC table over all networks, expired-but-not-yet-swept and pinned
+    /// ones included; never more than `mac_capacity` plus [`Self::pinned_mac_count`].
     pub fn mac_count(&self) -> usize {
         self.table.len()
+    }
+
+    /// Pinned entries in the MAC table (guarded ports' MACs and [`Self::pin_mac`]).
+    pub fn pinned_mac_count(&self) -> usize {
+        self.table.len() - self.table.learned_len()
     }
 
     /// The unexpired MAC entries of `net`, sorted by address (for `tapnet macs`).
@@ -445,6 +479,7 @@ impl Switch {
                 mac,
                 port: e.port,
                 age: now.saturating_duration_since(e.last_seen),
+                pinned: e.pinned,
             })
             .collect();
         entries.sort_unstable_by_key(|e| e.mac);
@@ -540,23 +575,39 @@ impl Switch {
                 counters.forwarded = counters.forwarded.wrapping_add(1);
                 counters.tx_packets = counters.tx_packets.wrapping_add(1);
                 counters.tx_bytes = counters.tx_bytes.wrapping_add(len);
+                if self.snooping_ports > 0 {
+                    self.snoop_dhcp(now, slot, Some(egress), frame);
+                }
                 return Verdict::Forward(port);
             }
-            Decision::Flood => match self.ports[index].as_ref() {
-                Some(port) if !port.flood_slots.is_empty() => {
-                    for &egress in &port.flood_slots {
-                        self.port_stats[egress as usize].count_tx(len);
-                    }
-                    let copies = port.flood_slots.len() as u64;
-                    let counters = &mut self.counters;
-                    counters.flooded = counters.flooded.wrapping_add(1);
-                    counters.tx_packets = counters.tx_packets.wrapping_add(copies);
-                    counters.tx_bytes = counters.tx_bytes.wrapping_add(copies.wrapping_mul(len));
-                    return Verdict::Flood(&port.flood_ids);
-                }
-                _ => DropReason::NoEgress,
-            },
+            Decision::Flood if self.snooping_ports > 0 => {
+                self.snoop_dhcp(now, slot, None, frame);
+                return self.flood(index, len);
+            }
+            Decision::Flood => return self.flood(index, len),
             Decision::Drop(reason) => reason,
+        };
+        self.port_stats[index].drops.bump(reason);
+        self.counters.count_drop(reason);
+        Verdict::Drop(reason)
+    }
+
+    /// The verdict for a frame that floods from the port in slot `index`, counted.
+    #[inline]
+    fn flood(&mut self, index: usize, len: u64) -> Verdict<'_> {
+        let reason = match self.ports[index].as_ref() {
+            Some(port) if !port.flood_slots.is_empty() => {
+                for &egress in &port.flood_slots {
+                    self.port_stats[egress as usize].count_tx(len);
+                }
+                let copies = port.flood_slots.len() as u64;
+                let counters = &mut self.counters;
+                counters.flooded = counters.flooded.wrapping_add(1);
+                counters.tx_packets = counters.tx_packets.wrapping_add(copies);
+                counters.tx_bytes = counters.tx_bytes.wrapping_add(copies.wrapping_mul(len));
+                return Verdict::Flood(&port.flood_ids);
+            }
+            _ => DropReason::NoEgress,
         };
         self.port_stats[index].drops.bump(reason);
         self.counters.count_drop(reason);
@@ -584,6 +635,13 @@ impl Switch {
         if !src.is_valid_source() {
             return Decision::Drop(DropReason::InvalidSourceMac);
         }
+        // Port security: a guarded port sends only what it was given, and nothing of a
+        // refused frame is learned.
+        if let Some(guard) = port.guard.as_deref()
+            && let Err(reason) = guard.check(frame, now)
+        {
+            return Decision::Drop(reason);
+        }
         // 802.1D 7.8 learning process. Like Linux (`br_handle_local_finish()`) we learn
         // also from frames we then drop as link-local.
         match self.table.learn(MacKey::new(net, src), id, slot, now) {
@@ -595,6 +653,8 @@ impl Switch {
             Learned::TableFull => {
                 self.counters.learn_table_full = self.counters.learn_table_full.wrapping_add(1)
             }
+            // Another port's pinned MAC: the frame would steal its traffic.
+            Learned::Pinned => return Decision::Drop(DropReason::SpoofedMac),
         }
 
         let dst = eth.destination();
@@ -640,8 +700,13 @@ impl Switch {
     }
 }
 
+mod guarding;
+
 #[cfg(test)]
 mod tests;
 
 #[cfg(test)]
 mod proptests;
+
+#[cfg(test)]
+mod guard_tests;

@@ -32,11 +32,27 @@ pub enum DropReason {
     IccDisabled = 6,
     /// Flooding found no port to send to.
     NoEgress = 7,
+    /// A guarded port sent a frame whose Ethernet source is not its MAC, or any port
+    /// sent one whose source is a MAC pinned to another port (see
+    /// [`PortGuard`](crate::PortGuard)).
+    SpoofedMac = 8,
+    /// A guarded port sent an IPv4 or IPv6 packet whose source address it was not
+    /// given (or a frame whose inner protocol the guard cannot read: see
+    /// [`PortGuard`](crate::PortGuard)).
+    SpoofedIp = 9,
+    /// A guarded port sent ARP whose sender hardware address is not the frame's source
+    /// MAC or whose sender protocol address it was not given (RFC 826, RFC 5227).
+    SpoofedArp = 10,
+    /// A guarded port sent neighbour discovery it has no right to: an advertisement
+    /// for an address it was not given or naming another link-layer address, a
+    /// duplicate address detection probe for another address, a router advertisement
+    /// or redirect (RA guard, RFC 6105), or NDP the guard cannot read (RFC 7113).
+    SpoofedNd = 11,
 }
 
 impl DropReason {
     /// How many reasons there are.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 12;
 
     /// Every reason, in discriminant order (the order [`DropCounters::iter`] yields).
     pub const ALL: [Self; Self::COUNT] = [
@@ -48,6 +64,10 @@ impl DropReason {
         Self::DestinationIsIngress,
         Self::IccDisabled,
         Self::NoEgress,
+        Self::SpoofedMac,
+        Self::SpoofedIp,
+        Self::SpoofedArp,
+        Self::SpoofedNd,
     ];
 
     /// A stable snake_case name for the CLI and for metrics labels (`"icc_disabled"`).
@@ -61,6 +81,10 @@ impl DropReason {
             Self::DestinationIsIngress => "destination_is_ingress",
             Self::IccDisabled => "icc_disabled",
             Self::NoEgress => "no_egress",
+            Self::SpoofedMac => "spoofed_mac",
+            Self::SpoofedIp => "spoofed_ip",
+            Self::SpoofedArp => "spoofed_arp",
+            Self::SpoofedNd => "spoofed_nd",
         }
     }
 
@@ -68,6 +92,14 @@ impl DropReason {
     #[inline]
     const fn index(self) -> usize {
         self as usize
+    }
+
+    /// Whether a port's source guard (or a pinned MAC) gave this drop.
+    pub const fn is_spoofing(self) -> bool {
+        matches!(
+            self,
+            Self::SpoofedMac | Self::SpoofedIp | Self::SpoofedArp | Self::SpoofedNd
+        )
     }
 }
 

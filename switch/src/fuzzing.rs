@@ -12,19 +12,28 @@
 //!   Container floods with ICC off), and a drop reason matches the frame;
 //! - a unicast forward goes where the destination is learned; a learned source points
 //!   to the ingress port;
-//! - the MAC table never exceeds its capacity; every frame ends in exactly one verdict
-//!   and the counters add up; control calls fail exactly when the model says so.
+//! - the MAC table never exceeds its capacity of learned entries; every frame ends in
+//!   exactly one verdict and the counters add up; control calls fail exactly when the
+//!   model says so;
+//! - a guarded port's frame that is not dropped as spoofed (so that reaches any
+//!   egress) has a source MAC and a source IP or ARP sender it was given
+//!   ([`source_given`], written apart from the guard); a `spoofed_*` drop comes only
+//!   from a guarded port or a pinned MAC; pinned entries are exactly the guards' MACs
+//!   and the pinned gateway MACs, never move and never age.
 //!
 //! [`run`] decodes a byte string into a topology and a sequence of operations (see
 //! [`run`] for the format) so that libFuzzer's mutations stay meaningful.
 
+pub mod frames;
+
 use core::time::Duration;
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::{
-    ConfigError, DropReason, Instant, MacAddr, NetworkConfig, NetworkId, PortId, PortRole, Switch,
-    SwitchConfig, Verdict,
+    ConfigError, DropReason, Instant, MacAddr, NetworkConfig, NetworkId, PortGuard, PortId,
+    PortRole, Switch, SwitchConfig, Verdict,
 };
 
 /// A verdict with the flood list copied out, so the switch can be inspected afterwards.
@@ -57,6 +66,10 @@ pub struct CheckedSwitch {
     config: SwitchConfig,
     networks: BTreeMap<NetworkId, NetworkConfig>,
     ports: BTreeMap<PortId, (NetworkId, PortRole)>,
+    /// Pinned MACs: a guard's or one `pin_mac` set.
+    pins: BTreeMap<(NetworkId, MacAddr), PortId>,
+    /// The MAC each guarded port pinned (`None`: a guard without a MAC).
+    guards: BTreeMap<PortId, Option<MacAddr>>,
 }
 
 impl CheckedSwitch {
@@ -67,7 +80,66 @@ impl CheckedSwitch {
             config,
             networks: BTreeMap::new(),
             ports: BTreeMap::new(),
+            pins: BTreeMap::new(),
+            guards: BTreeMap::new(),
         }
+    }
+
+    /// `set_port_guard`, checked against the model.
+    pub fn set_port_guard(&mut self, now: Instant, port: PortId, guard: Option<PortGuard>) {
+        let new_mac = guard.as_ref().and_then(PortGuard::mac);
+        let result = self.switch.set_port_guard(now, port, guard.clone());
+        let Some(&(net, _)) = self.ports.get(&port) else {
+            assert_eq!(result, Err(ConfigError::UnknownPort(port)));
+            return;
+        };
+        if let Some(mac) = new_mac {
+            if !mac.is_valid_source() {
+                assert_eq!(result, Err(ConfigError::InvalidMac(mac)));
+                return;
+            }
+            if let Some(&owner) = self.pins.get(&(net, mac)).filter(|&&p| p != port) {
+                assert_eq!(result, Err(ConfigError::MacPinned { mac, port: owner }));
+                return;
+            }
+        }
+        assert_eq!(result, Ok(()));
+        if let Some(Some(old)) = self.guards.remove(&port)
+            && Some(old) != new_mac
+        {
+            self.pins.remove(&(net, old));
+        }
+        if guard.is_some() {
+            self.guards.insert(port, new_mac);
+            if let Some(mac) = new_mac {
+                self.pins.insert((net, mac), port);
+            }
+        }
+        assert_eq!(self.switch.port_guard(port), guard.as_ref());
+        self.check_table(now);
+    }
+
+    /// `pin_mac`, checked against the model.
+    pub fn pin_mac(&mut self, now: Instant, port: PortId, mac: MacAddr) {
+        let result = self.switch.pin_mac(now, port, mac);
+        let Some(&(net, _)) = self.ports.get(&port) else {
+            assert_eq!(result, Err(ConfigError::UnknownPort(port)));
+            return;
+        };
+        if !mac.is_valid_source() {
+            assert_eq!(result, Err(ConfigError::InvalidMac(mac)));
+        } else if let Some(&owner) = self.pins.get(&(net, mac)).filter(|&&p| p != port) {
+            assert_eq!(result, Err(ConfigError::MacPinned { mac, port: owner }));
+        } else {
+            assert_eq!(result, Ok(()));
+            self.pins.insert((net, mac), port);
+        }
+        self.check_table(now);
+    }
+
+    /// Learned (not pinned) entries in the table.
+    fn learned_count(&self) -> usize {
+        self.switch.mac_count() - self.switch.pinned_mac_count()
     }
 
     /// `add_network`, checked against the model.
@@ -127,6 +199,8 @@ impl CheckedSwitch {
         let result = self.switch.remove_port(port);
         if let Some((net, _)) = self.ports.remove(&port) {
             assert_eq!(result, Ok(()));
+            self.guards.remove(&port);
+            self.pins.retain(|_, &mut p| p != port);
             assert!(
                 self.switch
                     .mac_entries(net, now)
@@ -182,12 +256,14 @@ impl CheckedSwitch {
     /// Checks the MAC table through `mac_entries` and `mac_count`.
     pub fn check_table(&self, now: Instant) {
         let count = self.switch.mac_count();
+        let learned = self.learned_count();
         assert!(
-            count <= self.config.mac_capacity,
-            "{count} entries > capacity {}",
+            learned <= self.config.mac_capacity,
+            "{learned} learned entries > capacity {}",
             self.config.mac_capacity
         );
-        assert_eq!(self.switch.poll_timeout().is_none(), count == 0);
+        assert_eq!(self.switch.pinned_mac_count(), self.pins.len());
+        assert_eq!(self.switch.poll_timeout().is_none(), learned == 0);
         let mut listed = 0;
         for net in self.networks.keys() {
             let entries = self.switch.mac_entries(*net, now);
@@ -197,8 +273,13 @@ impl CheckedSwitch {
             );
             for entry in &entries {
                 assert!(entry.mac.is_valid_source());
+                assert_eq!(
+                    entry.pinned.then_some(entry.port),
+                    self.pins.get(&(*net, entry.mac)).copied(),
+                    "pinned exactly where the model says, and never moved"
+                );
                 assert!(
-                    entry.age < self.config.ageing_time,
+                    entry.pinned || entry.age < self.config.ageing_time,
                     "listed entries are not expired"
                 );
                 assert_eq!(
@@ -216,7 +297,8 @@ impl CheckedSwitch {
     pub fn handle_frame(&mut self, now: Instant, ingress: PortId, frame: &[u8]) -> OwnedVerdict {
         let before = self.switch.counters();
         let port_before = self.switch.port_counters(ingress);
-        let count_before = self.switch.mac_count();
+        let count_before = self.learned_count();
+        let guard = self.switch.port_guard(ingress).cloned();
         let verdict = OwnedVerdict::from(self.switch.handle_frame(now, ingress, frame));
         let after = self.switch.counters();
 
@@ -226,7 +308,7 @@ impl CheckedSwitch {
             after.forwarded + after.flooded + after.drops.total(),
             after.rx_packets
         );
-        assert!(self.switch.mac_count() <= self.config.mac_capacity);
+        assert!(self.learned_count() <= self.config.mac_capacity);
 
         let Some(&(net, role)) = self.ports.get(&ingress) else {
             assert_eq!(verdict, OwnedVerdict::Drop(DropReason::UnknownPort));
@@ -280,11 +362,40 @@ impl CheckedSwitch {
             return verdict;
         }
 
-        // Learning: the source now points to the ingress port, unless learning is off
-        // or the table was full.
+        // Port security: spoofed drops only from guarded ports or with a MAC pinned to
+        // another port; whatever else passes a guard has a source it was given.
         let entries = self.switch.mac_entries(net, now);
         let src_entry = entries.iter().find(|e| e.mac == src);
-        if self.config.ageing_time.is_zero() {
+        let pinned_to = self.pins.get(&(net, src)).copied();
+        if let OwnedVerdict::Drop(reason) = verdict
+            && reason.is_spoofing()
+        {
+            let stolen = pinned_to.is_some_and(|p| p != ingress);
+            assert!(
+                guard.is_some() || stolen && reason == DropReason::SpoofedMac,
+                "{reason} from an unguarded port"
+            );
+            if let Some(owner) = pinned_to {
+                assert_eq!(src_entry.map(|e| e.port), Some(owner), "a pin never moves");
+            }
+            return verdict;
+        }
+        assert!(
+            pinned_to.is_none_or(|p| p == ingress),
+            "a frame with another port's pinned MAC passed"
+        );
+        if let Some(guard) = &guard {
+            assert!(
+                source_given(guard, frame, now),
+                "a guarded port's frame with a source it was not given passed: {verdict:?}"
+            );
+        }
+
+        // Learning: the source now points to the ingress port, unless learning is off
+        // or the table was full.
+        if pinned_to.is_some() {
+            assert_eq!(src_entry.map(|e| e.port), Some(ingress), "pinned here");
+        } else if self.config.ageing_time.is_zero() {
             assert!(src_entry.is_none());
         } else if count_before < self.config.mac_capacity {
             assert_eq!(src_entry.map(|e| e.port), Some(ingress), "source learned");
@@ -323,6 +434,51 @@ impl CheckedSwitch {
             (Some(p), other) => panic!("destination learned on {p:?}, verdict {other:?}"),
         }
         verdict
+    }
+}
+
+/// Whether `frame` has, by the rules of [`PortGuard`] told apart from its code, a source
+/// MAC and a source IP or ARP sender `guard` gave the port (0.0.0.0 only from a DHCP
+/// client, `::` for the few messages sent before an address exists, which the guard's
+/// unit tests pin down).
+pub fn source_given(guard: &PortGuard, frame: &[u8], now: Instant) -> bool {
+    let Some(src) = frame.get(6..12) else {
+        return false;
+    };
+    if guard.mac().is_some_and(|mac| mac.0 != src) {
+        return false;
+    }
+    let be16 = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let mut at = 12;
+    for _ in 0..2 {
+        if matches!(be16(at), Some(0x8100 | 0x88a8)) {
+            at += 4;
+        }
+    }
+    let payload = frame.get(at + 2..).unwrap_or_default();
+    match be16(at) {
+        Some(0x8100 | 0x88a8) | None => false,
+        Some(0x0806) => payload.get(..28).is_some_and(|arp| {
+            let spa = Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]);
+            &arp[8..14] == src && (spa.is_unspecified() || guard.allows_ipv4(spa, now))
+        }),
+        Some(0x0800) => payload.get(..20).is_some_and(|ip| {
+            let from = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            let dhcp_client = ip[9] == 17 && payload.get(ihl..ihl + 4) == Some(&[0, 68, 0, 67][..]);
+            guard.allows_ipv4(from, now) || from.is_unspecified() && dhcp_client
+        }),
+        Some(0x86dd) => payload.get(..40).is_some_and(|ip| {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&ip[8..24]);
+            let from = Ipv6Addr::from(a);
+            from.is_unspecified() || guard.allows_ipv6(from)
+        }),
+        Some(_) => true,
     }
 }
 
@@ -403,7 +559,7 @@ fn mac(b: u8) -> MacAddr {
 /// - byte 2..6: networks 0..3: bit 0 ICC, bit 1 small MTU (max frame 64), bit 2 absent;
 /// - byte 6: initial port count (`% 10`), then per port one byte each for id, network
 ///   and role;
-/// - then operations, selected by `op % 16`:
+/// - then operations, selected by `op % 19`:
 ///   - `0..=10`: a frame: ingress port id byte, time step byte (x 100 ms), shape byte.
 ///     Shape with bit 7 set: a raw frame of the next `shape & 0x3f` bytes. Otherwise a
 ///     destination and a source MAC byte each, then a payload of `(shape & 0x7f) * 12`
@@ -411,7 +567,11 @@ fn mac(b: u8) -> MacAddr {
 ///   - `11`: add port (id, network, role bytes); `12`: remove port (id byte);
 ///   - `13`: time step byte, then `handle_timeout`;
 ///   - `14`: network byte and config byte: `% 3` = add, remove, update;
-///   - `15`: check the MAC table listing.
+///   - `15`: check the MAC table listing;
+///   - `16`: guard a port: id byte, MAC byte, flags byte ([`frames::guard`]);
+///   - `17`: pin a MAC: id byte, MAC byte;
+///   - `18`: an ARP, IP or NDP frame that a guard judges: ingress port id byte, time
+///     step byte, five shape bytes ([`frames::guard_frame`]).
 pub fn run(data: &[u8]) {
     let mut input = Bytes { data };
     let config = SwitchConfig {
@@ -433,7 +593,7 @@ pub fn run(data: &[u8]) {
     let mut now = Instant::from_secs(1);
     let mut frame = Vec::with_capacity(2048);
     while !input.is_empty() {
-        let op = input.byte() % 16;
+        let op = input.byte() % 19;
         match op {
             0..=10 => {
                 let ingress = port_id(input.byte());
@@ -473,7 +633,22 @@ pub fn run(data: &[u8]) {
                     _ => sw.update_network(network_id(net), network_config(b >> 2)),
                 }
             }
-            _ => sw.check_table(now),
+            15 => sw.check_table(now),
+            16 => {
+                let (id, mac_byte, flags) = (input.byte(), input.byte(), input.byte());
+                sw.set_port_guard(now, port_id(id), frames::guard(mac(mac_byte), flags));
+            }
+            17 => {
+                let (id, mac_byte) = (input.byte(), input.byte());
+                sw.pin_mac(now, port_id(id), mac(mac_byte));
+            }
+            _ => {
+                let ingress = port_id(input.byte());
+                now = now + Duration::from_millis(100 * u64::from(input.byte()));
+                let shape: [u8; 5] = core::array::from_fn(|_| input.byte());
+                let frame = frames::guard_frame(shape, mac);
+                sw.handle_frame(now, ingress, &frame);
+            }
         }
     }
     sw.check_table(now);

@@ -26,7 +26,8 @@
 //! ```
 //!
 //! Modules: `bridge` (topology and the per-frame decision), `mac_table` (learning,
-//! ageing, capacity), `counters` (drop reasons and counters), and the hidden `fuzzing`
+//! ageing, capacity, pinned entries), `guard` (per-port source guards: anti-spoofing),
+//! `counters` (drop reasons and counters), and the hidden `fuzzing`
 //! harness shared by the cargo-fuzz target and the corpus replay test.
 
 #![forbid(unsafe_code)]
@@ -36,6 +37,7 @@ mod counters;
 pub mod dns;
 #[doc(hidden)]
 pub mod fuzzing;
+mod guard;
 mod mac_table;
 pub mod router;
 
@@ -44,4 +46,5 @@ pub use bridge::{
     Verdict,
 };
 pub use counters::{DropCounters, DropReason, PortCounters, SwitchCounters};
+pub use guard::{MAX_SNOOPED_LEASES, PortGuard};
 pub use tapnet_wire::{Instant, MacAddr};

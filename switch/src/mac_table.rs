@@ -2,16 +2,21 @@
 //! global capacity.
 //!
 //! Layer: sans-IO core, private to the crate; the bridge in `bridge.rs` drives it.
-//! The model is the IEEE 802.1D-2004 7.8 filtering database with dynamic entries only,
-//! behaving like the Linux bridge's FDB:
+//! The model is the IEEE 802.1D-2004 7.8 filtering database, behaving like the Linux
+//! bridge's FDB:
 //!
 //! - an entry is created or refreshed from the source address of every valid frame
 //!   (802.1D 7.8 "learning process"), and moves to the new port when the station does;
 //! - an entry not refreshed for `ageing_time` is expired: lookups ignore it at once,
 //!   and a sweep removes it later (802.1D 7.9.2, "ageing time", default 300 s);
-//! - the table never holds more than `capacity` entries over all networks. When full,
-//!   expired entries are reclaimed first; failing that the new address is *not*
-//!   learned, existing entries keep working and frames to the unknown station flood.
+//! - the table never holds more than `capacity` learned entries over all networks. When
+//!   full, expired entries are reclaimed first; failing that the new address is *not*
+//!   learned, existing entries keep working and frames to the unknown station flood;
+//! - pinned entries (802.1D 7.8 static filtering entries; Linux `bridge fdb add ...
+//!   static`) are configured, not learned: they never age and never move, a frame
+//!   from another port with a pinned address as its source is refused
+//!   ([`Learned::Pinned`]), and they do not count against `capacity` (as static
+//!   entries do not count against Linux's `fdb_max_learned`).
 //!
 //! Keys pack the network's dense slot (16 bits) and the 48-bit address into one `u64`,
 //! hashed with foldhash: one multiply-fold per lookup. The map is allocated at full
@@ -70,6 +75,8 @@ pub(crate) struct MacSlot {
     pub(crate) slot: u32,
     /// When the address was last seen as a source.
     pub(crate) last_seen: Instant,
+    /// Configured, not learned: never expires, never moves.
+    pub(crate) pinned: bool,
 }
 
 /// What learning one source address did.
@@ -85,7 +92,13 @@ pub(crate) enum Learned {
     TableFull,
     /// Learning is off (ageing time zero: every entry would be expired at once).
     Disabled,
+    /// The address is pinned to another port: not learned, and the frame must go.
+    Pinned,
 }
+
+/// Why an address could not be pinned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PinnedElsewhere(pub(crate) PortId);
 
 /// The MAC table of the whole switch.
 #[derive(Debug)]
@@ -101,6 +114,8 @@ pub(crate) struct MacTable {
     last_sweep: Instant,
     /// Entries removed by sweeps so far (for `SwitchCounters::aged_out`).
     aged_out: u64,
+    /// How many of the entries are pinned.
+    pinned: usize,
 }
 
 impl MacTable {
@@ -116,6 +131,7 @@ impl MacTable {
             earliest_expiry: Instant::ZERO,
             last_sweep: Instant::ZERO,
             aged_out: 0,
+            pinned: 0,
         }
     }
 
@@ -123,6 +139,12 @@ impl MacTable {
     #[inline]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Number of learned (not pinned) entries: what `capacity` bounds.
+    #[inline]
+    pub(crate) fn learned_len(&self) -> usize {
+        self.map.len() - self.pinned
     }
 
     /// Entries removed by sweeps (expiry) since the table was created.
@@ -133,17 +155,23 @@ impl MacTable {
     #[inline]
     fn is_expired(&self, entry: &MacSlot, now: Instant) -> bool {
         // 802.1D 7.9.2 / Linux `has_expired()`: expired once `last_seen + ageing <= now`.
-        entry.last_seen + self.ageing <= now
+        !entry.pinned && entry.last_seen + self.ageing <= now
     }
 
     /// Learns `key` as seen on `port` (dense slot `slot`) at `now`.
     #[inline]
     pub(crate) fn learn(&mut self, key: MacKey, port: PortId, slot: u32, now: Instant) -> Learned {
-        if self.ageing.is_zero() {
-            return Learned::Disabled;
-        }
         let ageing = self.ageing;
         if let Some(entry) = self.map.get_mut(&key) {
+            // Pinned entries exist whatever the ageing time; learned ones only with
+            // learning on.
+            if entry.pinned {
+                if entry.slot != slot {
+                    return Learned::Pinned;
+                }
+                entry.last_seen = now;
+                return Learned::Refreshed;
+            }
             let moved = entry.slot != slot && entry.last_seen + ageing > now;
             // A refresh only pushes this entry's expiry later, so `earliest_expiry`
             // stays a valid lower bound (unless time went backwards: then fix it up).
@@ -154,6 +182,7 @@ impl MacTable {
                 port,
                 slot,
                 last_seen: now,
+                pinned: false,
             };
             return if moved {
                 Learned::Moved
@@ -161,18 +190,21 @@ impl MacTable {
                 Learned::Refreshed
             };
         }
-        if self.map.len() >= self.capacity {
+        if ageing.is_zero() {
+            return Learned::Disabled;
+        }
+        if self.learned_len() >= self.capacity {
             // Full: reclaim expired entries first, at most once per sweep interval so
             // that a flood of new addresses cannot make every frame a linear scan.
             if self.sweep_due(now) {
                 self.sweep(now);
             }
-            if self.map.len() >= self.capacity {
+            if self.learned_len() >= self.capacity {
                 return Learned::TableFull;
             }
         }
         let expiry = now + ageing;
-        if self.map.is_empty() || expiry < self.earliest_expiry {
+        if self.learned_len() == 0 || expiry < self.earliest_expiry {
             self.earliest_expiry = expiry;
         }
         self.map.insert(
@@ -181,9 +213,56 @@ impl MacTable {
                 port,
                 slot,
                 last_seen: now,
+                pinned: false,
             },
         );
         Learned::New
+    }
+
+    /// Pins `key` to `port` (dense slot `slot`): a static entry, replacing a learned
+    /// one. Control path (it may allocate). Fails, changing nothing, when the address
+    /// is pinned to another port.
+    pub(crate) fn pin(
+        &mut self,
+        key: MacKey,
+        port: PortId,
+        slot: u32,
+        now: Instant,
+    ) -> Result<(), PinnedElsewhere> {
+        self.can_pin(key, slot)?;
+        let previous = self.map.insert(
+            key,
+            MacSlot {
+                port,
+                slot,
+                last_seen: now,
+                pinned: true,
+            },
+        );
+        if !previous.is_some_and(|p| p.pinned) {
+            self.pinned += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether [`Self::pin`] would succeed.
+    pub(crate) fn can_pin(&self, key: MacKey, slot: u32) -> Result<(), PinnedElsewhere> {
+        match self.map.get(&key) {
+            Some(entry) if entry.pinned && entry.slot != slot => Err(PinnedElsewhere(entry.port)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the entry of `key` if it is pinned to the port in `slot`.
+    pub(crate) fn unpin(&mut self, key: MacKey, slot: u32) {
+        if self
+            .map
+            .get(&key)
+            .is_some_and(|e| e.pinned && e.slot == slot)
+        {
+            self.map.remove(&key);
+            self.pinned -= 1;
+        }
     }
 
     /// The unexpired entry for `key`, if any.
@@ -194,12 +273,12 @@ impl MacTable {
             .filter(|entry| !self.is_expired(entry, now))
     }
 
-    /// When the next sweep is due: `None` while the table is empty, otherwise no
-    /// earlier than the earliest possible expiry and one sweep interval after the last
-    /// sweep.
+    /// When the next sweep is due: `None` while the table holds no learned entry,
+    /// otherwise no earlier than the earliest possible expiry and one sweep interval
+    /// after the last sweep.
     #[inline]
     pub(crate) fn next_sweep(&self) -> Option<Instant> {
-        if self.map.is_empty() {
+        if self.learned_len() == 0 {
             None
         } else {
             Some(
@@ -229,6 +308,9 @@ impl MacTable {
         let ageing = self.ageing;
         let mut earliest: Option<Instant> = None;
         self.map.retain(|_, entry| {
+            if entry.pinned {
+                return true;
+            }
             let expiry = entry.last_seen + ageing;
             let keep = expiry > now;
             if keep {
@@ -243,14 +325,20 @@ impl MacTable {
         removed
     }
 
-    /// Forgets every entry pointing to the port in `slot`.
+    /// Forgets every entry pointing to the port in `slot`, pinned ones included.
     pub(crate) fn remove_port(&mut self, slot: u32) {
         self.map.retain(|_, entry| entry.slot != slot);
+        self.recount_pinned();
     }
 
     /// Forgets every entry of the network in slot `net`.
     pub(crate) fn remove_network(&mut self, net: u16) {
         self.map.retain(|key, _| key.net() != net);
+        self.recount_pinned();
+    }
+
+    fn recount_pinned(&mut self) {
+        self.pinned = self.map.values().filter(|e| e.pinned).count();
     }
 
     /// The unexpired entries of network `net`: (address, entry). Control path.
@@ -340,6 +428,38 @@ mod tests {
             Learned::Disabled
         );
         assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn pinned_entries_never_move_expire_or_count_against_capacity() {
+        let mut table = MacTable::new(1, Duration::from_secs(10), 0);
+        let a = MacKey::new(0, MAC_A);
+        table.learn(a, PortId(3), 3, secs(0));
+        assert_eq!(table.pin(a, PortId(1), 1, secs(1)), Ok(()));
+        assert_eq!(table.learned_len(), 0);
+        assert_eq!(
+            table.next_sweep(),
+            None,
+            "nothing learned, nothing to sweep"
+        );
+        assert_eq!(table.learn(a, PortId(2), 2, secs(2)), Learned::Pinned);
+        assert_eq!(table.learn(a, PortId(1), 1, secs(3)), Learned::Refreshed);
+        assert_eq!(
+            table.pin(a, PortId(2), 2, secs(3)),
+            Err(PinnedElsewhere(PortId(1)))
+        );
+        // The one learned entry still fits beside it.
+        let b = MacKey::new(0, MAC_B);
+        assert_eq!(table.learn(b, PortId(2), 2, secs(4)), Learned::New);
+        assert_eq!(table.handle_timeout(secs(100)), 1);
+        assert_eq!(table.lookup(a, secs(1000)).map(|e| e.port), Some(PortId(1)));
+        table.unpin(a, 2);
+        assert_eq!(table.len(), 1, "only the owner's slot unpins");
+        table.unpin(a, 1);
+        assert_eq!(table.len(), 0);
+        table.pin(a, PortId(1), 1, secs(5)).unwrap();
+        table.remove_port(1);
+        assert_eq!((table.len(), table.learned_len()), (0, 0));
     }
 
     #[test]

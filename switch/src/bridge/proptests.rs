@@ -45,6 +45,43 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+#[derive(Clone, Debug)]
+enum GuardOp {
+    Frame {
+        port: u8,
+        shape: [u8; 5],
+        step_ms: u16,
+    },
+    Plain {
+        port: u8,
+        dst: u8,
+        src: u8,
+    },
+    Guard {
+        port: u8,
+        mac_byte: u8,
+        flags: u8,
+    },
+    Timeout {
+        step_ms: u16,
+    },
+    RemovePort {
+        port: u8,
+    },
+}
+
+fn guard_op() -> impl Strategy<Value = GuardOp> {
+    prop_oneof![
+        16 => (0u8..10, any::<[u8; 5]>(), 0u16..3000)
+            .prop_map(|(port, shape, step_ms)| GuardOp::Frame { port, shape, step_ms }),
+        3 => (0u8..10, any::<u8>(), any::<u8>()).prop_map(|(port, dst, src)| GuardOp::Plain { port, dst, src }),
+        1 => (0u8..10, any::<u8>(), any::<u8>())
+            .prop_map(|(port, mac_byte, flags)| GuardOp::Guard { port, mac_byte, flags }),
+        1 => (0u16..20_000).prop_map(|step_ms| GuardOp::Timeout { step_ms }),
+        1 => (0u8..10).prop_map(|port| GuardOp::RemovePort { port }),
+    ]
+}
+
 fn role(b: u8) -> PortRole {
     [PortRole::Container, PortRole::Gateway, PortRole::Uplink][usize::from(b % 3)]
 }
@@ -131,6 +168,52 @@ proptest! {
                 }
                 Op::AddPort { port, net, role: r } => sw.add_port(port_id(port), NetworkId(u32::from(net)), role(r)),
                 Op::RemovePort { port } => sw.remove_port(port_id(port), now),
+            }
+        }
+        sw.check_table(now);
+    }
+
+    /// Guarded ports among unguarded ones, sending forged and honest ARP, IP and NDP
+    /// (and gateways DHCP acks): every verdict is checked by [`CheckedSwitch`],
+    /// including "a guarded port's frame that reaches an egress has a source it was
+    /// given" and "a pinned MAC never moves".
+    #[test]
+    fn guards_hold_on_forged_traffic(
+        ageing_secs in 0u64..30,
+        ports in proptest::collection::vec((0u8..10, 0u8..2, 0u8..3, any::<u8>(), any::<u8>()), 1..10),
+        ops in proptest::collection::vec(guard_op(), 1..120),
+    ) {
+        let config = SwitchConfig { mac_capacity: 8, ageing_time: Duration::from_secs(ageing_secs) };
+        let mut sw = CheckedSwitch::new(config);
+        sw.add_network(NetworkId(0), NetworkConfig::default());
+        sw.add_network(NetworkId(1), NetworkConfig { icc: false, ..NetworkConfig::default() });
+        let mut now = Instant::from_secs(1);
+        for &(port, net, r, mac_byte, flags) in &ports {
+            sw.add_port(port_id(port), NetworkId(u32::from(net)), role(r));
+            if role(r) == PortRole::Container {
+                sw.set_port_guard(now, port_id(port), crate::fuzzing::frames::guard(mac(mac_byte), flags));
+            } else {
+                sw.pin_mac(now, port_id(port), mac(mac_byte));
+            }
+        }
+        for op in ops {
+            match op {
+                GuardOp::Frame { port, shape, step_ms } => {
+                    now = now + Duration::from_millis(u64::from(step_ms));
+                    let bytes = crate::fuzzing::frames::guard_frame(shape, mac);
+                    sw.handle_frame(now, port_id(port), &bytes);
+                }
+                GuardOp::Plain { port, dst, src } => {
+                    sw.handle_frame(now, port_id(port), &frame(mac(dst), mac(src), 60));
+                }
+                GuardOp::Guard { port, mac_byte, flags } => {
+                    sw.set_port_guard(now, port_id(port), crate::fuzzing::frames::guard(mac(mac_byte), flags));
+                }
+                GuardOp::Timeout { step_ms } => {
+                    now = now + Duration::from_millis(u64::from(step_ms));
+                    sw.handle_timeout(now);
+                }
+                GuardOp::RemovePort { port } => sw.remove_port(port_id(port), now),
             }
         }
         sw.check_table(now);

@@ -91,12 +91,14 @@ fn learns_src_mac_then_unicasts() {
             MacEntry {
                 mac: MacAddr(MAC_C1),
                 port: C1,
-                age: Duration::from_secs(1)
+                age: Duration::from_secs(1),
+                pinned: false,
             },
             MacEntry {
                 mac: MacAddr(MAC_C2),
                 port: C2,
-                age: Duration::from_secs(2)
+                age: Duration::from_secs(2),
+                pinned: false,
             },
         ]
     );
