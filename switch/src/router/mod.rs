@@ -906,7 +906,9 @@ impl Router {
 
     /// Binds `mac` to `ip` on `net`'s DHCP server: the client always gets this address,
     /// whatever the pool says. Replaces an earlier binding of the same MAC; a dynamic
-    /// lease the client held is forgotten.
+    /// lease the client held is forgotten. An address no client may hold (outside the
+    /// subnet, the router's own, the network or broadcast address) is refused
+    /// ([`ConfigError::UnusableAddress`]): the server would hand it out.
     pub fn set_static_lease(
         &mut self,
         net: NetworkId,
@@ -917,6 +919,9 @@ impl Router {
             .nets
             .get_mut(&net)
             .ok_or(ConfigError::UnknownNetwork(net))?;
+        if !dhcp::usable(state, ip) {
+            return Err(ConfigError::UnusableAddress(ip));
+        }
         state.dhcp.set_static(mac, ip);
         Ok(())
     }
