@@ -71,9 +71,11 @@ pub(super) struct DhcpState {
 
 impl DhcpState {
     pub(super) fn set_static(&mut self, mac: MacAddr, ip: Ipv4Addr) {
+        // The newest binding wins: another MAC's binding of the address goes, as do
+        // the client's own dynamic lease and anyone else's lease of that address.
+        self.statics
+            .retain(|&m, &mut bound| m == mac || bound != ip);
         self.statics.insert(mac, ip);
-        // The binding wins: the client's own dynamic lease and anyone else's lease of
-        // that address are forgotten.
         self.leases.retain(|&m, lease| m != mac && lease.ip != ip);
     }
 
@@ -503,5 +505,24 @@ mod tests {
         assert_eq!(r.set_static_lease(NET_SLIRP, mac, host), Ok(()));
         let leases = r.dhcp_leases(NET_SLIRP, Instant::from_secs(1));
         assert_eq!((leases[0].mac, leases[0].ip), (mac, host));
+    }
+
+    #[test]
+    fn the_newest_static_binding_of_an_address_wins() {
+        // Found by the `dhcp_server` fuzz target: two MACs bound to 10.0.2.4 were both
+        // offered it.
+        let mut r = Router::new(RouterConfig::default());
+        assert_eq!(r.add_network(NET_SLIRP, slirp_network()), Ok(()));
+        let (a, b) = (
+            MacAddr([0x02, 0, 0x5e, 0, 1, 1]),
+            MacAddr([0x02, 0, 0x5e, 0, 1, 2]),
+        );
+        let ip = Ipv4Addr::new(10, 0, 2, 4);
+        assert_eq!(r.set_static_lease(NET_SLIRP, a, ip), Ok(()));
+        assert_eq!(r.set_static_lease(NET_SLIRP, b, ip), Ok(()));
+        let leases = r.dhcp_leases(NET_SLIRP, Instant::from_secs(1));
+        let bound: Vec<_> = leases.iter().map(|l| (l.mac, l.ip, l.is_static)).collect();
+        assert_eq!(bound, [(b, ip, true)]);
+        assert_eq!(r.remove_static_lease(NET_SLIRP, a), None);
     }
 }
