@@ -6,9 +6,11 @@
 
 mod control;
 mod slirp_api;
+mod vnet;
 
 pub use control::control_request;
 pub use slirp_api::slirp_api;
+pub use vnet::vnet_frames;
 
 /// The committed corpora replayed on stable Rust: every input a fuzzer once found
 /// stays a regression test.
@@ -29,5 +31,10 @@ mod corpus {
     #[test]
     fn replays_slirp_api_corpus() {
         replay("slirp_api", super::slirp_api);
+    }
+
+    #[test]
+    fn replays_vnet_frames_corpus() {
+        replay("vnet_frames", super::vnet_frames);
     }
 }
