@@ -503,13 +503,7 @@ impl EngineLoop {
                     let _ = reply.send(self.ct.entries(self.now()));
                 }
                 Command::Stats(reply) => {
-                    let mut s = self.stats;
-                    s.drop_link_full_in = self.link.send_drops();
-                    s.tcp_flows = self.tcp.len() as u64;
-                    s.udp_flows = self.udp.len() as u64;
-                    s.icmp_flows = self.pings.len() as u64;
-                    self.fill_limit_stats(&mut s);
-                    let _ = reply.send(s);
+                    let _ = reply.send(self.stats());
                 }
                 Command::AddNetwork(n, reply) => {
                     let r = self.add_network(n);
@@ -522,6 +516,17 @@ impl EngineLoop {
                 Command::Stop => self.stop = true,
             }
         }
+    }
+
+    /// The counters, with the flows open now and the bounds.
+    pub(super) fn stats(&self) -> EngineStats {
+        let mut s = self.stats;
+        s.drop_link_full_in = self.link.send_drops();
+        s.tcp_flows = self.tcp.len() as u64;
+        s.udp_flows = self.udp.len() as u64;
+        s.icmp_flows = self.pings.len() as u64;
+        self.fill_limit_stats(&mut s);
+        s
     }
 
     fn add_network(&mut self, n: EngineNetwork) -> Result<(), String> {
