@@ -28,11 +28,12 @@
 //! - after the engine is dropped, the thread holds no more descriptors than before.
 
 mod packets;
+mod servers;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
-use std::io::{self, Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::OnceLock;
 
 use tapnet_conntrack::ConntrackConfig;
@@ -43,6 +44,7 @@ use crate::engine::{Engine, EngineConfig, EngineNetwork, FlowLimits, InlineEngin
 use crate::sys::isolate::IsolatedThread;
 use crate::sys::netlink::{LinkChange, RouteSocket};
 use packets::{Segment, check_emitted, destination, echo, fragments, port, source, tcp, udp};
+use servers::Servers;
 
 const NET: NetworkId = NetworkId(3);
 /// Packets per input.
@@ -89,78 +91,6 @@ fn setup() -> io::Result<()> {
 /// Descriptors of the calling thread (the isolated one has a table of its own).
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/thread-self/fd").map_or(0, Iterator::count)
-}
-
-/// The host's servers on `lo`: UDP echo on ports 53 and 7, TCP echo on port 80.
-struct Servers {
-    udp: Vec<UdpSocket>,
-    listeners: Vec<TcpListener>,
-    /// Connections accepted during one input (closed at its end).
-    accepted: Vec<TcpStream>,
-    buf: Vec<u8>,
-}
-
-impl Servers {
-    fn new() -> io::Result<Self> {
-        let (mut udp, mut listeners) = (Vec::new(), Vec::new());
-        for ip in [
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ] {
-            // IPv6 may be off in the kernel: then only IPv4.
-            for p in [53, 7] {
-                if let Ok(s) = UdpSocket::bind((ip, p)) {
-                    s.set_nonblocking(true)?;
-                    udp.push(s);
-                }
-            }
-            if let Ok(l) = TcpListener::bind((ip, 80)) {
-                l.set_nonblocking(true)?;
-                listeners.push(l);
-            }
-        }
-        if udp.is_empty() || listeners.is_empty() {
-            return Err(io::Error::other("no loopback servers"));
-        }
-        Ok(Self {
-            udp,
-            listeners,
-            accepted: Vec::new(),
-            buf: vec![0; 65536],
-        })
-    }
-
-    /// Answers what waits, without blocking.
-    fn serve(&mut self) {
-        let buf = &mut self.buf;
-        for s in &self.udp {
-            for _ in 0..64 {
-                let Ok((n, from)) = s.recv_from(buf) else {
-                    break;
-                };
-                let _ = s.send_to(&buf[..n], from);
-            }
-        }
-        for l in &self.listeners {
-            while let Ok((c, _)) = l.accept() {
-                if c.set_nonblocking(true).is_ok() {
-                    self.accepted.push(c);
-                }
-            }
-        }
-        self.accepted.retain_mut(|c| {
-            for _ in 0..16 {
-                match c.read(buf) {
-                    Ok(0) => return false,
-                    Ok(n) => {
-                        let _ = c.write(&buf[..n]);
-                    }
-                    Err(e) => return e.kind() == io::ErrorKind::WouldBlock,
-                }
-            }
-            true
-        });
-    }
 }
 
 thread_local! {
