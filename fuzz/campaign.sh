@@ -22,8 +22,10 @@
 # processes at once (default 1), SANITIZER=address|none, FUZZ_ARGS adds libFuzzer
 # options (e.g. "-max_len=4096"), NICE=N runs at that niceness (default 10).
 #
-# The targets open no socket and send nothing; the engine target models host sockets
-# in memory. CI does not run campaigns; it replays the committed corpora.
+# The targets open no socket and send nothing, but for engine_packets: its engine opens
+# real host sockets, on a thread moved into a new, empty network namespace of its own
+# (needs root; without it every input does nothing), from which nothing can leave.
+# CI does not run campaigns; it replays the committed corpora.
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -17,6 +17,10 @@
 //!   no entry's time is up; refusals match the model (`NotNew`, `Clash`).
 //!
 //! [`run`] decodes a byte string into a configuration and a sequence of [`Op`]s.
+//! [`fastpath`] is the differential harness of the fast paths (`track_burst`,
+//! `track_known`) against the full one.
+
+pub mod fastpath;
 
 use core::time::Duration;
 use std::collections::HashMap;

@@ -1,5 +1,6 @@
-//! Replays the committed cargo-fuzz corpus (`fuzz/corpus/conntrack_ops/`) through the
-//! connection tracker's shared harness on stable Rust.
+//! Replays the committed cargo-fuzz corpora (`fuzz/corpus/conntrack_ops/`,
+//! `fuzz/corpus/conntrack_fastpath/`) through the connection tracker's shared harnesses
+//! on stable Rust.
 
 use std::path::Path;
 
@@ -10,5 +11,15 @@ fn replays_conntrack_ops_corpus() {
         &workspace,
         "conntrack_ops",
         tapnet_conntrack::fuzzing::run,
+    );
+}
+
+#[test]
+fn replays_conntrack_fastpath_corpus() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    tapnet_wire::fuzzing::replay_corpus(
+        &workspace,
+        "conntrack_fastpath",
+        tapnet_conntrack::fuzzing::fastpath::run,
     );
 }

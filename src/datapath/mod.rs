@@ -19,7 +19,7 @@
 //! kernel's keyed fanout hash does not give (see the README).
 
 mod epoll;
-mod offload;
+pub(crate) mod offload;
 mod pipeline;
 mod spin;
 mod uring;

@@ -503,14 +503,7 @@ impl EngineLoop {
                     let _ = reply.send(self.ct.entries(self.now()));
                 }
                 Command::Stats(reply) => {
-                    let mut s = self.stats;
-                    s.drop_link_full_in = self.link.send_drops();
-                    s.drop_link_fair_share = self.link.fair_share_drops();
-                    s.tcp_flows = self.tcp.len() as u64;
-                    s.udp_flows = self.udp.len() as u64;
-                    s.icmp_flows = self.pings.len() as u64;
-                    self.fill_limit_stats(&mut s);
-                    let _ = reply.send(s);
+                    let _ = reply.send(self.stats());
                 }
                 Command::AddNetwork(n, reply) => {
                     let r = self.add_network(n);
@@ -523,6 +516,18 @@ impl EngineLoop {
                 Command::Stop => self.stop = true,
             }
         }
+    }
+
+    /// The counters, with the flows open now and the bounds.
+    pub(super) fn stats(&self) -> EngineStats {
+        let mut s = self.stats;
+        s.drop_link_full_in = self.link.send_drops();
+        s.drop_link_fair_share = self.link.fair_share_drops();
+        s.tcp_flows = self.tcp.len() as u64;
+        s.udp_flows = self.udp.len() as u64;
+        s.icmp_flows = self.pings.len() as u64;
+        self.fill_limit_stats(&mut s);
+        s
     }
 
     fn add_network(&mut self, n: EngineNetwork) -> Result<(), String> {
@@ -1629,6 +1634,20 @@ impl EngineLoop {
             out.extend_from_slice(msg);
             out[l4 + 4..l4 + 6].copy_from_slice(&id.to_be_bytes());
             packet::fill_icmp_checksum(&mut out, l4, remote, guest);
+            self.echo_to_guest(net, out, (remote, guest));
+        }
+    }
+
+    /// Sends an echo reply (`out`, from `remote` to `guest`) into a network: in
+    /// fragments if it is longer than the MTU (the request came in fragments too),
+    /// dropped as too big if IPv6 (whose fragments the engine does not take either).
+    fn echo_to_guest(&mut self, net: NetworkId, out: Vec<u8>, (remote, guest): (IpAddr, IpAddr)) {
+        let Some(n) = self.nets.get_mut(&net) else {
+            self.link.recycle(out);
+            return;
+        };
+        let mtu = usize::try_from(n.cfg.mtu).unwrap_or(65535).min(65535);
+        if out.len() <= mtu {
             let len = out.len() as u64;
             if self.link.push(net, out) {
                 self.stats.packets_out += 1;
@@ -1636,7 +1655,38 @@ impl EngineLoop {
             } else {
                 self.stats.drop_link_full_out += 1;
             }
+            return;
         }
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (remote, guest) else {
+            self.stats.drop_too_big += 1;
+            self.link.recycle(out);
+            return;
+        };
+        n.frag_id = n.frag_id.wrapping_add(1);
+        let (link, stats) = (&mut self.link, &mut self.stats);
+        let ok = packet::ipv4_fragments(
+            src,
+            dst,
+            packet::PROTO_ICMP,
+            &out[20..],
+            mtu,
+            n.frag_id,
+            |frag| {
+                let mut b = link.buffer();
+                b.extend_from_slice(frag);
+                if link.push(net, b) {
+                    stats.packets_out += 1;
+                    stats.bytes_out += frag.len() as u64;
+                    true
+                } else {
+                    false
+                }
+            },
+        );
+        if !ok {
+            self.stats.drop_link_full_out += 1;
+        }
+        self.link.recycle(out);
     }
 
     // ---- flow expiry ----

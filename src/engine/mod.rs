@@ -262,6 +262,13 @@ impl InlineEngine {
     pub(crate) fn timeout(&mut self) -> Option<std::time::Duration> {
         self.core.next_timeout()
     }
+
+    /// The engine's counters, read on the thread that steps it (the fuzz harness;
+    /// others ask through [`Engine::stats`], answered at the next step).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn stats(&self) -> EngineStats {
+        self.core.stats()
+    }
 }
 
 /// A request to the engine thread.

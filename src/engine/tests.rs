@@ -980,3 +980,4 @@ fn owns_the_flows_it_holds_and_the_ones_it_may_start() {
 }
 
 mod limits;
+mod mtu;

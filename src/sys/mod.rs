@@ -5,6 +5,8 @@
 pub(crate) mod ethtool;
 pub(crate) mod fdpass;
 pub(crate) mod hostsock;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod isolate;
 pub(crate) mod netlink;
 pub(crate) mod netns;
 pub(crate) mod packet;

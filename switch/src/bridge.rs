@@ -152,6 +152,11 @@ pub enum ConfigError {
         /// The port it is pinned to.
         port: PortId,
     },
+    /// A static DHCP lease of an address that no client of the network may hold:
+    /// outside its IPv4 subnet, one of the router's own, or the subnet's network or
+    /// broadcast address.
+    #[error("{0} cannot be leased: not a host address of the network's subnet")]
+    UnusableAddress(std::net::Ipv4Addr),
 }
 
 /// One learned MAC address, for listing.

@@ -71,7 +71,7 @@ fn offload(packet: &[u8]) {
                 .map(|c| u16::from_be_bytes([c[0], c[1]]))
         });
     for gso_size in [Some(1), Some(1448), fuzzed_gso_size].into_iter().flatten() {
-        segmentation(&frame, usize::from(gso_size));
+        check_segmentation(&frame, usize::from(gso_size));
     }
     if let Some(h) = vnet::VnetHdr::parse(packet) {
         let _ = vnet::complete_checksum(
@@ -85,8 +85,9 @@ fn offload(packet: &[u8]) {
 /// Software segmentation of `frame`: refused with nothing emitted, or segments that
 /// are each a valid packet (lengths, IPv4 header and TCP checksums) of at most
 /// `gso_size` payload bytes, with contiguous sequence numbers, whose payloads
-/// concatenate to the frame's TCP payload.
-fn segmentation(frame: &[u8], gso_size: usize) {
+/// concatenate to the frame's TCP payload. Shared with the shell's `vnet_frames`
+/// harness.
+pub fn check_segmentation(frame: &[u8], gso_size: usize) {
     let mut payload = Vec::new();
     let mut segments = 0usize;
     let mut next_seq = None;

@@ -295,26 +295,43 @@ pub fn udp_fragments(
     mtu: usize,
     id: u16,
     scratch: &mut Vec<u8>,
-    mut emit: impl FnMut(&[u8]) -> bool,
+    emit: impl FnMut(&[u8]) -> bool,
 ) -> bool {
     // The whole UDP datagram (header + payload) is the data being fragmented.
     scratch.clear();
     let (s, d) = ((IpAddr::V4(src.0), src.1), (IpAddr::V4(dst.0), dst.1));
     push_udp(scratch, s, d, payload);
     fill_udp_checksum(scratch, 0, s.0, d.0);
+    ipv4_fragments(src.0, dst.0, PROTO_UDP, scratch, mtu, id, emit)
+}
+
+/// Cuts `data`, the payload of an IPv4 packet of protocol `proto` (its transport
+/// header and checksum complete), into RFC 791 fragments of at most `mtu` bytes that
+/// share the identification `id`, handing each to `emit`. False if `emit` refused one
+/// or the MTU leaves no room for 8 bytes of data.
+pub fn ipv4_fragments(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    data: &[u8],
+    mtu: usize,
+    id: u16,
+    mut emit: impl FnMut(&[u8]) -> bool,
+) -> bool {
     let chunk = (mtu.saturating_sub(IPV4_HEADER)) & !7;
     if chunk == 0 {
         return false;
     }
+    let (s, d) = (IpAddr::V4(src), IpAddr::V4(dst));
     let mut packet = Vec::with_capacity(mtu);
     let mut offset = 0;
-    while offset < scratch.len() {
-        let end = (offset + chunk).min(scratch.len());
-        let more = end < scratch.len();
+    while offset < data.len() {
+        let end = (offset + chunk).min(data.len());
+        let more = end < data.len();
         let frag = u16::try_from(offset / 8).unwrap_or(0) | if more { 0x2000 } else { 0 };
         packet.clear();
-        push_ip_header_frag(&mut packet, s.0, d.0, PROTO_UDP, end - offset, id, frag);
-        packet.extend_from_slice(&scratch[offset..end]);
+        push_ip_header_frag(&mut packet, s, d, proto, end - offset, id, frag);
+        packet.extend_from_slice(&data[offset..end]);
         if !emit(&packet) {
             return false;
         }

@@ -71,9 +71,11 @@ pub(super) struct DhcpState {
 
 impl DhcpState {
     pub(super) fn set_static(&mut self, mac: MacAddr, ip: Ipv4Addr) {
+        // The newest binding wins: another MAC's binding of the address goes, as do
+        // the client's own dynamic lease and anyone else's lease of that address.
+        self.statics
+            .retain(|&m, &mut bound| m == mac || bound != ip);
         self.statics.insert(mac, ip);
-        // The binding wins: the client's own dynamic lease and anyone else's lease of
-        // that address are forgotten.
         self.leases.retain(|&m, lease| m != mac && lease.ip != ip);
     }
 
@@ -357,7 +359,7 @@ fn in_pool(cfg: &DhcpConfig, ip: Ipv4Addr) -> bool {
 
 /// An address a client may get at all: in the subnet, not a router address, not the
 /// network or broadcast address.
-fn usable(net: &Net, ip: Ipv4Addr) -> bool {
+pub(super) fn usable(net: &Net, ip: Ipv4Addr) -> bool {
     net.in_subnet_v4(ip) && !net.is_own_v4(ip) && !net.is_subnet_broadcast_v4(ip)
 }
 
@@ -471,5 +473,56 @@ pub(super) fn handle_timeout(cx: &mut Cx<'_>, net: &mut Net) {
     net.dhcp.declined.retain(|_, &mut until| until > now);
     if let Some(at) = net.dhcp.next_deadline() {
         cx.out.arm(at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use crate::router::fuzzing::{NET_SLIRP, slirp_network};
+    use crate::router::{Router, RouterConfig};
+    use crate::{ConfigError, Instant, MacAddr};
+
+    #[test]
+    fn static_leases_of_addresses_no_client_may_hold_are_refused() {
+        let mut r = Router::new(RouterConfig::default());
+        assert_eq!(r.add_network(NET_SLIRP, slirp_network()), Ok(()));
+        let mac = MacAddr([0x02, 0, 0x5e, 0, 1, 9]);
+        // 10.0.2.0/24: the gateway, the DNS address, the network and broadcast
+        // addresses, and one outside the subnet. Found by the `dhcp_server` fuzz
+        // target: the server offered a static lease of 10.0.2.255.
+        for last in [2, 3, 0, 255] {
+            let ip = Ipv4Addr::new(10, 0, 2, last);
+            let refused = Err(ConfigError::UnusableAddress(ip));
+            assert_eq!(r.set_static_lease(NET_SLIRP, mac, ip), refused);
+        }
+        let outside = Ipv4Addr::new(10, 0, 3, 7);
+        let refused = Err(ConfigError::UnusableAddress(outside));
+        assert_eq!(r.set_static_lease(NET_SLIRP, mac, outside), refused);
+        assert!(r.dhcp_leases(NET_SLIRP, Instant::from_secs(1)).is_empty());
+        let host = Ipv4Addr::new(10, 0, 2, 100);
+        assert_eq!(r.set_static_lease(NET_SLIRP, mac, host), Ok(()));
+        let leases = r.dhcp_leases(NET_SLIRP, Instant::from_secs(1));
+        assert_eq!((leases[0].mac, leases[0].ip), (mac, host));
+    }
+
+    #[test]
+    fn the_newest_static_binding_of_an_address_wins() {
+        // Found by the `dhcp_server` fuzz target: two MACs bound to 10.0.2.4 were both
+        // offered it.
+        let mut r = Router::new(RouterConfig::default());
+        assert_eq!(r.add_network(NET_SLIRP, slirp_network()), Ok(()));
+        let (a, b) = (
+            MacAddr([0x02, 0, 0x5e, 0, 1, 1]),
+            MacAddr([0x02, 0, 0x5e, 0, 1, 2]),
+        );
+        let ip = Ipv4Addr::new(10, 0, 2, 4);
+        assert_eq!(r.set_static_lease(NET_SLIRP, a, ip), Ok(()));
+        assert_eq!(r.set_static_lease(NET_SLIRP, b, ip), Ok(()));
+        let leases = r.dhcp_leases(NET_SLIRP, Instant::from_secs(1));
+        let bound: Vec<_> = leases.iter().map(|l| (l.mac, l.ip, l.is_static)).collect();
+        assert_eq!(bound, [(b, ip, true)]);
+        assert_eq!(r.remove_static_lease(NET_SLIRP, a), None);
     }
 }

@@ -794,7 +794,13 @@ pub fn run(data: &[u8]) {
                 match c % 3 {
                     0 => {
                         let ip = Ipv4Addr::new(10, 0, 2, c >> 2);
-                        assert_eq!(r.router.set_static_lease(NET_SLIRP, mac, ip), Ok(()));
+                        // The network address, the gateway's and the DNS address are
+                        // refused.
+                        let want = match c >> 2 {
+                            0 | 2 | 3 => Err(crate::ConfigError::UnusableAddress(ip)),
+                            _ => Ok(()),
+                        };
+                        assert_eq!(r.router.set_static_lease(NET_SLIRP, mac, ip), want);
                     }
                     1 => {
                         r.router.remove_static_lease(NET_SLIRP, mac);

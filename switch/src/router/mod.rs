@@ -44,6 +44,8 @@ mod arp;
 mod counters;
 mod dhcp;
 #[doc(hidden)]
+pub mod dhcp_fuzzing;
+#[doc(hidden)]
 pub mod fuzzing;
 mod ipv4;
 mod ipv6;
@@ -981,8 +983,11 @@ impl Router {
     }
 
     /// Binds `mac` to `ip` on `net`'s DHCP server: the client always gets this address,
-    /// whatever the pool says. Replaces an earlier binding of the same MAC; a dynamic
-    /// lease the client held is forgotten.
+    /// whatever the pool says. Replaces an earlier binding of the same MAC, and one of
+    /// the same address to another MAC; a dynamic lease of the client or of the address
+    /// is forgotten. An address no client may hold (outside the
+    /// subnet, the router's own, the network or broadcast address) is refused
+    /// ([`ConfigError::UnusableAddress`]): the server would hand it out.
     pub fn set_static_lease(
         &mut self,
         net: NetworkId,
@@ -993,6 +998,9 @@ impl Router {
             .nets
             .get_mut(&net)
             .ok_or(ConfigError::UnknownNetwork(net))?;
+        if !dhcp::usable(state, ip) {
+            return Err(ConfigError::UnusableAddress(ip));
+        }
         state.dhcp.set_static(mac, ip);
         Ok(())
     }
