@@ -17,8 +17,9 @@
 # exits 1 if there are any. Fix the bug, then copy the input into the corpus as
 # `crash_<what>.bin`: the corpus replay tests (`cargo test`) keep it as a regression.
 #
-# The summary line gives executions, edge coverage (`cov`), features (`ft`) and the
-# corpus size before and after minimisation. Environment: JOBS=N runs N fuzzing
+# The summary line gives the wall and CPU seconds of the fuzzing processes (all jobs),
+# executions, edge coverage (`cov`), features (`ft`) and the corpus size before and
+# after minimisation. Environment: JOBS=N runs N fuzzing
 # processes at once (default 1), SANITIZER=address|none, FUZZ_ARGS adds libFuzzer
 # options (e.g. "-max_len=4096"), NICE=N runs at that niceness (default 10).
 #
@@ -78,9 +79,12 @@ campaign() {
 	[ "$JOBS" -gt 1 ] && parallel="-jobs=$JOBS -workers=$JOBS"
 	# -timeout: an input that takes 10 s is a hang; -rss_limit_mb: a leak or blow-up.
 	# shellcheck disable=SC2086
-	nice -n "$NICE" "$bin" "$work" "$corpus" -artifact_prefix="$art/" \
+	local cpu=work/$t.cpu TIMEFORMAT='%U %S'
+	{ time nice -n "$NICE" "$bin" "$work" "$corpus" -artifact_prefix="$art/" \
 		-max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-		$parallel ${FUZZ_ARGS:-} >"$log" 2>&1 || true
+		$parallel ${FUZZ_ARGS:-} >"$log" 2>&1 || true; } 2>"$cpu"
+	local cpu_s
+	cpu_s=$(awk '{printf "%d", $1 + $2}' "$cpu")
 	local elapsed=$((SECONDS - start))
 	# With -jobs, each job writes fuzz-N.log; take them all.
 	local logs=("$log")
@@ -112,8 +116,8 @@ campaign() {
 	local after found
 	after=$(find "$corpus" -type f | wc -l)
 	found=$(find "$art" -type f | wc -l)
-	printf 'campaign: %s: %d s, %d executions (%d/s), cov %d, ft %d, corpus %d -> %d files, %d artifact(s)\n' \
-		"$t" "$elapsed" "$execs" $((execs / (elapsed > 0 ? elapsed : 1))) "$cov" "$ft" "$before" "$after" "$found"
+	printf 'campaign: %s: %d s, %d CPU-s, %d executions (%d/s), cov %d, ft %d, corpus %d -> %d files, %d artifact(s)\n' \
+		"$t" "$elapsed" "$cpu_s" "$execs" $((execs / (elapsed > 0 ? elapsed : 1))) "$cov" "$ft" "$before" "$after" "$found"
 	if [ "$found" -gt 0 ]; then
 		find "$art" -type f | sed 's/^/campaign:   /'
 		return 1

@@ -143,7 +143,11 @@ pub(crate) fn print_macs(value: Value, json: bool) -> anyhow::Result<()> {
             vec![
                 e.mac.to_string(),
                 e.endpoint.clone(),
-                format!("{:.1}s", e.age_secs),
+                if e.pinned {
+                    "pinned".to_owned()
+                } else {
+                    format!("{:.1}s", e.age_secs)
+                },
             ]
         })
         .collect();

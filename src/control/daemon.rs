@@ -941,6 +941,7 @@ impl Daemon {
                 port: entry.port.0,
                 endpoint: self.endpoint_label(entry.port).0,
                 age_secs: entry.age.as_secs_f64(),
+                pinned: entry.pinned,
             })
             .collect();
         Ok(json!(rows))

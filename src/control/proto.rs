@@ -172,6 +172,10 @@ pub(crate) struct MacInfo {
     /// `container/interface` behind the port.
     pub(crate) endpoint: String,
     pub(crate) age_secs: f64,
+    /// A port's own MAC, pinned by its source guard (or a gateway's): it never ages
+    /// and never moves to another port.
+    #[serde(default)]
+    pub(crate) pinned: bool,
 }
 
 /// One row of `tapnet stats`.
