@@ -15,27 +15,7 @@ fn stalled_tcp_clients_and_a_query_flood_do_not_stall_the_embedded_dns() {
     }
     let host = Netns::new();
     host.exec_ok(&["ip", "link", "set", "lo", "up"]);
-    let etc = std::path::PathBuf::from("/etc/netns").join(&host.name);
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.77\n").unwrap();
-    struct RemoveDir(std::path::PathBuf);
-    impl Drop for RemoveDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _etc = RemoveDir(etc);
-    let _resolver = host.spawn(&[
-        "dnsmasq",
-        "--keep-in-foreground",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.77",
-        "--port=53",
-        "--user=root",
-        "--address=/printer.tapnet.test/192.0.2.7",
-    ]);
+    let _resolver = common::Resolver::start(&host);
     let daemon = Daemon::start_wrapped("auto", None, &["ip", "netns", "exec", &host.name]);
     daemon.cli_ok(&["network", "create", "names", "--subnet", "10.241.0.0/24"]);
     let (victim, hostile) = (Netns::new(), Netns::new());

@@ -417,27 +417,7 @@ fn embedded_dns_at_127_0_0_11_and_the_gateway() {
     }
     let host = Netns::new();
     host.exec_ok(&["ip", "link", "set", "lo", "up"]);
-    let etc = std::path::PathBuf::from("/etc/netns").join(&host.name);
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.77\n").unwrap();
-    struct RemoveDir(std::path::PathBuf);
-    impl Drop for RemoveDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _etc = RemoveDir(etc);
-    let _resolver = host.spawn(&[
-        "dnsmasq",
-        "--keep-in-foreground",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.77",
-        "--port=53",
-        "--user=root",
-        "--address=/printer.tapnet.test/192.0.2.7",
-    ]);
+    let _resolver = common::Resolver::start(&host);
     let daemon = Daemon::start_wrapped("auto", None, &["ip", "netns", "exec", &host.name]);
     daemon.cli_ok(&["network", "create", "front", "--subnet", "10.239.0.0/24"]);
     daemon.cli_ok(&["network", "create", "back", "--subnet", "10.240.0.0/24"]);

@@ -20,8 +20,8 @@ use std::time::Duration;
 /// knows printer.tapnet.test, and a TCP echo server on 127.0.0.1:7777.
 struct Host {
     ns: Netns,
-    etc: std::path::PathBuf,
-    servers: Vec<ChildGuard>,
+    _resolver: common::Resolver,
+    _servers: Vec<ChildGuard>,
 }
 
 impl Host {
@@ -57,35 +57,17 @@ impl Host {
             "dev",
             "d0",
         ]);
-        let etc = std::path::PathBuf::from("/etc/netns").join(&ns.name);
-        std::fs::create_dir_all(&etc).unwrap();
-        std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.77\n").unwrap();
-        let servers = vec![
-            ns.spawn(&[
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=127.0.0.77",
-                "--port=53",
-                "--user=root",
-                "--address=/printer.tapnet.test/192.0.2.7",
-            ]),
-            ns.spawn(&[
-                "socat",
-                "TCP-LISTEN:7777,bind=127.0.0.1,fork,reuseaddr",
-                "EXEC:cat",
-            ]),
-        ];
-        Self { ns, etc, servers }
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.servers.clear();
-        let _ = std::fs::remove_dir_all(&self.etc);
+        let servers = vec![ns.spawn(&[
+            "socat",
+            "TCP-LISTEN:7777,bind=127.0.0.1,fork,reuseaddr",
+            "EXEC:cat",
+        ])];
+        let resolver = common::Resolver::start(&ns);
+        Self {
+            ns,
+            _resolver: resolver,
+            _servers: servers,
+        }
     }
 }
 

@@ -19,7 +19,8 @@ use std::time::Duration;
 /// processes it runs.
 struct Host {
     ns: Netns,
-    etc: std::path::PathBuf,
+    _resolver: Option<common::Resolver>,
+    _etc: Option<common::EtcNetns>,
     children: Vec<ChildGuard>,
     /// `NAME=VALUE` settings in tapnet's environment.
     env: Vec<String>,
@@ -38,29 +39,21 @@ impl Host {
             &format!("net.ipv4.ping_group_range={range}"),
         ]);
         ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.lo.disable_ipv6=0"]);
-        let etc = std::path::PathBuf::from("/etc/netns").join(&ns.name);
-        std::fs::create_dir_all(&etc).unwrap();
-        std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.77\n").unwrap();
-        let mut host = Self {
+        let (resolver, etc) = if dns {
+            (Some(common::Resolver::start(&ns)), None)
+        } else {
+            (
+                None,
+                Some(common::EtcNetns::resolv_conf(&ns, common::RESOLVER_IP)),
+            )
+        };
+        Self {
             env: Vec::new(),
             ns,
-            etc,
+            _resolver: resolver,
+            _etc: etc,
             children: Vec::new(),
-        };
-        if dns {
-            host.serve(&[
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=127.0.0.77",
-                "--port=53",
-                "--user=root",
-                "--address=/printer.tapnet.test/192.0.2.7",
-            ]);
         }
-        host
     }
 
     /// Starts a server in the host namespace, stopped when the host is dropped.
@@ -128,7 +121,6 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         self.children.clear();
-        let _ = std::fs::remove_dir_all(&self.etc);
     }
 }
 

@@ -5,36 +5,13 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Daemon, DataFile, Netns, require_root, unique, wait_for};
+use common::{Daemon, DataFile, EtcNetns, Netns, require_root, unique, wait_for};
 
 /// tapnet's address on the outside network, and the outside peer's.
 const UPLINK_IP: &str = "192.0.2.2";
 const OUTSIDE_IP: &str = "192.0.2.1";
-
-/// `/etc/netns/NAME/` (what `ip netns exec` bind-mounts over /etc), removed on drop.
-struct EtcNetns(PathBuf);
-
-impl EtcNetns {
-    fn resolv_conf(ns: &Netns, nameserver: &str) -> Self {
-        let dir = PathBuf::from("/etc/netns").join(&ns.name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("resolv.conf"),
-            format!("nameserver {nameserver}\n"),
-        )
-        .unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for EtcNetns {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The outside: a namespace joined to the daemon's host namespace by a veth pair whose
 /// host end (returned) becomes the uplink. The outside end keeps its offloads (TSO,

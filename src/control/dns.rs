@@ -304,16 +304,19 @@ fn run(
 
         // TCP at the gateways: the scope is that of the container the engine said the
         // connection carries (none for a connection it did not announce). Each
-        // connection is served on a worker of its own, bounded per container.
+        // connection is served on a worker of its own, bounded per container. The
+        // engine's note may come after the accept (the connect completes at once on
+        // loopback), but always before the query, which the engine passes on only
+        // after it: so it is looked up when the query is in.
         while let Some(Ok((stream, peer))) = gateway_tcp.as_ref().map(TcpListener::accept) {
-            let asker = lock(names).tcp_askers.remove(&peer);
-            let owner = asker.map_or_else(
-                || "gateway".to_owned(),
+            let owner = lock(names).tcp_askers.get(&peer).map_or_else(
+                || format!("gateway {peer}"),
                 |(net, ip, _)| format!("gateway {}/{ip}", net.0),
             );
             let names = Arc::clone(names);
             tcp.serve(owner, stream, move |query, out| {
-                let names = lock(&names);
+                let mut names = lock(&names);
+                let asker = names.tcp_askers.remove(&peer);
                 let scope = asker.map_or(&[][..], |(net, ip, _)| names.scope_at(net, ip));
                 names.table.answer_tcp(query, scope, out)
             });

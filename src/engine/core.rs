@@ -226,6 +226,25 @@ impl TxSink for Sink<'_> {
     }
 }
 
+/// Queues a copy of `packet` (a fragment) for network `net`, counted; false when the
+/// link is full.
+fn push_counted(
+    link: &mut EngineLink,
+    stats: &mut EngineStats,
+    net: NetworkId,
+    packet: &[u8],
+) -> bool {
+    let mut b = link.buffer();
+    b.extend_from_slice(packet);
+    if link.push(net, b) {
+        stats.packets_out += 1;
+        stats.bytes_out += packet.len() as u64;
+        true
+    } else {
+        false
+    }
+}
+
 fn flags(t: &TcpView) -> TcpFlags {
     TcpFlags {
         syn: t.syn,
@@ -1415,17 +1434,7 @@ impl EngineLoop {
             mtu,
             n.frag_id,
             &mut self.scratch,
-            |frag| {
-                let mut b = link.buffer();
-                b.extend_from_slice(frag);
-                if link.push(net, b) {
-                    stats.packets_out += 1;
-                    stats.bytes_out += frag.len() as u64;
-                    true
-                } else {
-                    false
-                }
-            },
+            |frag| push_counted(link, stats, net, frag),
         );
         if !ok {
             self.stats.drop_link_full_out += 1;
@@ -1671,17 +1680,7 @@ impl EngineLoop {
             &out[20..],
             mtu,
             n.frag_id,
-            |frag| {
-                let mut b = link.buffer();
-                b.extend_from_slice(frag);
-                if link.push(net, b) {
-                    stats.packets_out += 1;
-                    stats.bytes_out += frag.len() as u64;
-                    true
-                } else {
-                    false
-                }
-            },
+            |frag| push_counted(link, stats, net, frag),
         );
         if !ok {
             self.stats.drop_link_full_out += 1;

@@ -538,3 +538,61 @@ impl Drop for DataFile {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+/// `/etc/netns/NAME/` with a `resolv.conf` naming `nameserver` (what `ip netns exec`
+/// bind-mounts over /etc for that namespace), removed on drop.
+#[derive(Debug)]
+pub struct EtcNetns(PathBuf);
+
+impl EtcNetns {
+    pub fn resolv_conf(ns: &Netns, nameserver: &str) -> Self {
+        let dir = PathBuf::from("/etc/netns").join(&ns.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("resolv.conf"),
+            format!("nameserver {nameserver}\n"),
+        )
+        .unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for EtcNetns {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The address of [`Resolver`] in its namespace, and a name it knows.
+pub const RESOLVER_IP: &str = "127.0.0.77";
+pub const PRINTER: (&str, &str) = ("printer.tapnet.test", "192.0.2.7");
+
+/// A real resolver (dnsmasq) on 127.0.0.77 in a namespace, named in that namespace's
+/// resolv.conf: it knows [`PRINTER`] and nothing else. Stopped, and the resolv.conf
+/// removed, on drop.
+#[derive(Debug)]
+pub struct Resolver {
+    _dnsmasq: ChildGuard,
+    _etc: EtcNetns,
+}
+
+impl Resolver {
+    pub fn start(ns: &Netns) -> Self {
+        let etc = EtcNetns::resolv_conf(ns, RESOLVER_IP);
+        let dnsmasq = ns.spawn(&[
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            &format!("--listen-address={RESOLVER_IP}"),
+            "--port=53",
+            "--user=root",
+            &format!("--address=/{}/{}", PRINTER.0, PRINTER.1),
+        ]);
+        Self {
+            _dnsmasq: dnsmasq,
+            _etc: etc,
+        }
+    }
+}
