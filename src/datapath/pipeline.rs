@@ -29,6 +29,7 @@ use super::{PortIo, PortStats};
 use crate::engine::PacketLink;
 
 mod outside;
+mod return_path;
 pub(crate) use outside::{PacketUplink, PacketUplinkConfig, PacketUplinkStats, zone_of};
 
 /// Room for an Ethernet header in front of an IP packet of up to 64 KiB.
@@ -119,6 +120,25 @@ pub(crate) fn feeds_router_state(frame: &[u8]) -> bool {
                     .is_some_and(|p| u16::from_be_bytes([p[0], p[1]]) == DHCP_SERVER_PORT)
         }
         _ => false,
+    }
+}
+
+/// Whether IP packet `ip` of network `net` comes from one of the router's own
+/// addresses there (the gateway's, the DNS address): host-socket flows at those
+/// addresses reach the engine by their destination anyway.
+fn is_router_address(router: &Router, net: NetworkId, ip: &[u8]) -> bool {
+    let (Some(view), Some(n)) = (tapnet_wire::ip::IpView::parse(ip), router.network(net)) else {
+        return false;
+    };
+    match view.src {
+        std::net::IpAddr::V4(a) => {
+            n.v4.as_ref()
+                .is_some_and(|v4| v4.gateway == a || v4.extra.contains(&a))
+        }
+        std::net::IpAddr::V6(a) => {
+            n.v6.as_ref()
+                .is_some_and(|v6| v6.gateway == a || v6.extra.contains(&a))
+        }
     }
 }
 
@@ -229,6 +249,9 @@ pub(crate) struct Pipeline<H> {
     router_config: RouterConfig,
     /// The packet uplink (AF_PACKET port + NAT), if the daemon has one.
     packet_uplink: Option<Box<PacketUplink>>,
+    /// With a packet uplink: the flows the host-socket engine started into the
+    /// networks, whose answers go back to it (see [`return_path`]).
+    engine_flows: Option<Box<return_path::EngineFlows>>,
     /// The virtual gateway port of each routed network (the switch knows the way
     /// back: a port's network and role).
     gateways: HashMap<NetworkId, PortId>,
@@ -261,6 +284,7 @@ impl<H> Pipeline<H> {
             router: None,
             router_config: RouterConfig::default(),
             packet_uplink: None,
+            engine_flows: None,
             gateways: HashMap::default(),
             uplink: None,
             scratch: vec![0u8; SCRATCH_LEN].into_boxed_slice(),
@@ -396,7 +420,15 @@ impl<H> Pipeline<H> {
         scratch.copy_from_slice(frame);
         match router.handle_frame_offloaded(now, net, scratch, Offload::for_router(offload)) {
             RouterVerdict::Uplink { packet } => {
-                if self.outbound(now, net, packet.clone(), offload, writer) {
+                // The answer to a flow the engine started goes back to the engine.
+                let to_engine = match (
+                    self.engine_flows.as_deref_mut(),
+                    self.scratch.get(packet.clone()),
+                ) {
+                    (Some(flows), Some(ip)) => flows.answers_engine_flow(now, net, ip),
+                    _ => false,
+                };
+                if !to_engine && self.outbound(now, net, packet.clone(), offload, writer) {
                     self.service_queues(now, writer);
                     return;
                 }
@@ -555,6 +587,15 @@ impl<H> Pipeline<H> {
                 .and_then(|l| l.recv(&mut self.scratch[14..]));
             if let Some((net, len)) = received {
                 progress = true;
+                if let Some(flows) = self.engine_flows.as_deref_mut()
+                    && let Some(ip) = self.scratch.get(14..14 + len)
+                    && !self
+                        .router
+                        .as_ref()
+                        .is_some_and(|r| is_router_address(r, net, ip))
+                {
+                    flows.note_from_engine(now, net, ip);
+                }
                 let verdict = match self.router.as_mut() {
                     Some(router) => router.handle_uplink(now, net, &mut self.scratch[..14 + len]),
                     None => return,
@@ -663,10 +704,15 @@ impl<H> Pipeline<H> {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let router = self.router.as_ref().and_then(Router::poll_timeout);
         let uplink = self.packet_uplink.as_ref().and_then(|up| up.poll_timeout());
+        let engine_flows = self
+            .engine_flows
+            .as_ref()
+            .and_then(|flows| flows.poll_timeout());
         [
             self.switch.poll_timeout(),
             router,
             uplink,
+            engine_flows,
             self.engine_deadline,
         ]
         .into_iter()
@@ -690,6 +736,11 @@ impl<H> Pipeline<H> {
         {
             up.handle_timeout(now);
             self.flush_outside(writer);
+        }
+        if let Some(flows) = self.engine_flows.as_deref_mut()
+            && flows.poll_timeout().is_some_and(|t| t <= now)
+        {
+            flows.handle_timeout(now);
         }
         self.service(now, writer);
     }
@@ -886,6 +937,7 @@ impl<H> Pipeline<H> {
         let io = backend.attach(port, io)?;
         self.ports.insert(port, PortEntry::new(io));
         self.packet_uplink = Some(Box::new(PacketUplink::new(config)));
+        self.engine_flows = Some(Box::new(return_path::EngineFlows::new()));
         Ok(())
     }
 
