@@ -10,10 +10,13 @@ mod clientset;
 mod control;
 mod datapath;
 mod engine;
+mod ifconfig;
 mod nshelper;
 mod port;
+mod portspec;
 mod rootless;
 mod sys;
+mod uplink;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;

@@ -37,7 +37,7 @@ use std::time::Duration;
 use ipnet::{Ipv4Net, Ipv6Net};
 use tapnet_wire::MacAddr;
 
-use crate::port::{DnsSockets, InterfaceConfig};
+use crate::ifconfig::{DnsSockets, InterfaceConfig};
 use crate::sys::ethtool::{Ethtool, Offload};
 use crate::sys::netlink::{LinkChange, RouteSocket};
 use crate::sys::tap::{Tap, TapError, TapOptions};

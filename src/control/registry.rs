@@ -12,7 +12,7 @@ use tapnet_wire::MacAddr;
 
 use super::proto::{Connect, EndpointInfo, NetworkCreate, NetworkInfo, NetworkOptions};
 use crate::port::{NetnsId, PortKind};
-use crate::rootless::run::PortSpec;
+use crate::portspec::PortSpec;
 
 /// Default MTU of a network (Docker's bridge default).
 pub(crate) const DEFAULT_MTU: u32 = 1500;

@@ -1,7 +1,7 @@
 //! The control protocol (`crate::control::proto`): one JSON request per line.
 
 use crate::control::proto::{Request, Response};
-use crate::rootless::run::PortSpec;
+use crate::portspec::PortSpec;
 
 /// Parses `data` as a control request, as the daemon does with a line; a request that
 /// parses must serialise and parse back to the same request, and every publication

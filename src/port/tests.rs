@@ -4,12 +4,14 @@
 //! die with their namespace or are removed by `detach`.
 
 use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::*;
+use tapnet_wire::MacAddr;
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
