@@ -48,6 +48,7 @@
 pub mod budget;
 mod format;
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod index;
 mod table;

@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod packet;
 mod rules;

@@ -10,6 +10,7 @@
 pub mod checksum;
 mod ethernet;
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod ip;
 mod mac;
