@@ -477,6 +477,7 @@ pub fn main() -> ExitCode {
     // Every host-socket flow holds a descriptor: take all the system allows. A child
     // that tapnet starts (`tapnet run`'s command) gets the limit it had back.
     crate::sys::rlimit::raise_nofile_soft();
+    crate::knobs::Knobs::init();
     if std::env::args_os()
         .nth(1)
         .is_some_and(|a| a == "__ns-helper")

@@ -11,6 +11,7 @@ mod control;
 mod datapath;
 mod engine;
 mod ifconfig;
+mod knobs;
 mod nshelper;
 mod port;
 mod portspec;

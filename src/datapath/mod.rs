@@ -56,25 +56,21 @@ pub(crate) enum BackendChoice {
 /// The backend the rootless stack asks for: `TAPNET_BACKEND=epoll|uring`, else
 /// [`BackendChoice::Auto`].
 pub(crate) fn backend_from_env() -> BackendChoice {
-    match std::env::var("TAPNET_BACKEND").as_deref() {
-        Ok("epoll") => BackendChoice::Epoll,
-        Ok("uring") => BackendChoice::Uring,
-        _ => BackendChoice::Auto,
-    }
+    crate::knobs::Knobs::get().backend
 }
 
 /// Whether ports use checksum and segmentation offload (TAPs opened with
 /// `IFF_VNET_HDR`, AF_PACKET sockets with `PACKET_VNET_HDR_SZ`): yes, unless the
 /// environment says `TAPNET_OFFLOAD=0` (for comparisons, or a kernel that fails).
 pub(crate) fn offload_enabled() -> bool {
-    std::env::var_os("TAPNET_OFFLOAD").is_none_or(|v| v != "0")
+    crate::knobs::Knobs::get().offload
 }
 
 /// Whether AF_PACKET ports (containers' veths, the packet uplink) use a
 /// `virtio_net_hdr` too: with [`offload_enabled`], unless `TAPNET_OFFLOAD=tap` keeps
 /// offload to TAPs (TSO frames to the others are then cut by tapnet).
 pub(crate) fn packet_offload_enabled() -> bool {
-    offload_enabled() && std::env::var_os("TAPNET_OFFLOAD").is_none_or(|v| v != "tap")
+    crate::knobs::Knobs::get().packet_offload
 }
 
 /// A port's file descriptor (non-blocking; one read or write is one whole frame).

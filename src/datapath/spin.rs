@@ -27,9 +27,6 @@ pub(crate) struct AdaptiveSpin {
     last_event: Instant,
 }
 
-/// `TAPNET_BUSY_POLL_US` when set (0 turns polling off), else this.
-pub(crate) const DEFAULT_MAX_SPIN: Duration = Duration::from_micros(100);
-
 impl AdaptiveSpin {
     pub(crate) fn new(max: Duration, now: Instant) -> Self {
         Self {
@@ -39,13 +36,10 @@ impl AdaptiveSpin {
         }
     }
 
-    /// The window from `TAPNET_BUSY_POLL_US` (microseconds), else [`DEFAULT_MAX_SPIN`].
+    /// The window from `TAPNET_BUSY_POLL_US` (microseconds; 0 turns polling off),
+    /// else 100 µs (see `crate::knobs`).
     pub(crate) fn from_env(now: Instant) -> Self {
-        let max = std::env::var("TAPNET_BUSY_POLL_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map_or(DEFAULT_MAX_SPIN, Duration::from_micros);
-        Self::new(max, now)
+        Self::new(crate::knobs::Knobs::get().busy_poll, now)
     }
 
     /// Whether to poll (wait without sleeping) at `now`.

@@ -265,7 +265,7 @@ pub(crate) fn child_main(args: &[OsString]) -> ! {
         std::process::exit(EXIT_SETUP_FAILED);
     }
     if let Err(e) = setup_resolv_conf(dns)
-        && std::env::var_os("TAPNET_DEBUG").is_some()
+        && crate::knobs::Knobs::get().debug
     {
         eprintln!("tapnet: debug: /etc/resolv.conf not replaced: {e}");
     }

@@ -240,31 +240,16 @@ pub(crate) struct Stack {
     pipelines: Vec<(Datapath, Engine)>,
 }
 
-/// Most pipelines (TAP queues) of one stack.
-pub(crate) const MAX_PIPELINES: u8 = crate::nshelper::MAX_QUEUES;
-
 /// `TAPNET_MAX_HOST_FLOWS=N`: the most flows (UDP and ICMP flows, TCP connections)
 /// that hold a host socket at once; unset, all of `RLIMIT_NOFILE` but a reserve.
 pub(crate) fn max_host_flows_from_env() -> anyhow::Result<Option<usize>> {
-    match std::env::var("TAPNET_MAX_HOST_FLOWS") {
-        Err(_) => Ok(None),
-        Ok(v) => match v.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(Some(n)),
-            _ => anyhow::bail!("TAPNET_MAX_HOST_FLOWS={v:?}: expected a positive number"),
-        },
-    }
+    crate::knobs::Knobs::get().max_host_flows()
 }
 
-/// The number of pipelines from `TAPNET_PIPELINES` (1 to [`MAX_PIPELINES`]; 1 when
+/// The number of pipelines from `TAPNET_PIPELINES` (1 to 16; 1 when
 /// unset). Each pipeline is a thread reading one queue of a multi-queue TAP.
 pub(crate) fn pipelines_from_env() -> anyhow::Result<u8> {
-    match std::env::var("TAPNET_PIPELINES") {
-        Err(_) => Ok(1),
-        Ok(v) => match v.parse::<u8>() {
-            Ok(n @ 1..=MAX_PIPELINES) => Ok(n),
-            _ => anyhow::bail!("TAPNET_PIPELINES={v:?}: expected 1 to {MAX_PIPELINES}"),
-        },
-    }
+    crate::knobs::Knobs::get().pipelines()
 }
 
 impl Stack {
@@ -501,7 +486,7 @@ fn spawn_pipeline(config: &StackConfig) -> anyhow::Result<(Engine, Datapath)> {
     // much or more (peer namespace -> published port 16.3 vs 12.8 Gbit/s) with
     // 10-15% more request/response and 20-28% more connections per second than
     // an engine thread of its own, which TAPNET_ENGINE=thread still gives.
-    let inline = std::env::var_os("TAPNET_ENGINE").is_none_or(|v| v != "thread");
+    let inline = !crate::knobs::Knobs::get().engine_thread;
     if !inline && config.pipelines > 1 {
         // A secondary pipeline asks its engine, on its own thread, whether it holds a
         // flow before handing the packet on.
