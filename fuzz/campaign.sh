@@ -68,6 +68,11 @@ generated() {
 campaign() {
 	local t=$1 corpus=corpus/$1 work=work/$1 art=artifacts/$1 log=work/$1.log
 	mkdir -p "$corpus" "$work" "$art"
+	# Artifacts of an earlier campaign are that campaign's: set them aside.
+	if [ -n "$(ls -A "$art")" ]; then
+		mkdir -p "$work.artifacts"
+		mv "$art"/* "$work.artifacts/"
+	fi
 	cargo fuzz build -s "$SANITIZER" "$t" >&2
 	local bin
 	bin=$(find target -path "*/release/$t" -type f -perm -u+x | head -n 1)
